@@ -1,0 +1,38 @@
+# choreo: `make run` starts everything, `make test` runs the whole suite. See README.md.
+GO        ?= go
+BIN       ?= bin/choreo
+PKGS      ?= ./...
+TESTFLAGS ?= -count=1 -timeout 25m
+
+.PHONY: all build run test test-kafka test-race bench lint fmt up down kafka-fetch clean
+
+all: lint test
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/choreo
+
+## run: the whole system on embedded Kafka and Postgres (data in ./.data); Ctrl-C stops it
+run: build
+	./$(BIN) run
+
+## test: vet, then every test on the embedded broker and a throwaway Postgres cluster
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+test-race:
+	$(GO) test -race $(TESTFLAGS) $(PKGS)
+
+## bench: relay throughput and publish lag against a raw kafka-go producer (ratio printed)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./outbox/
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin .data

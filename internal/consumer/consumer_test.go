@@ -1,0 +1,342 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/outbox"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// fixture is a service database with inbox, outbox (for dead letters) and an "applied" table the test
+// handlers write to, a topic with its dead-letter topic, and a relay publishing dead letters.
+type fixture struct {
+	pool    *pgxpool.Pool
+	brokers []string
+	topic   string
+}
+
+func newFixture(t *testing.T, partitions int) fixture {
+	t.Helper()
+	ctx := context.Background()
+	f := fixture{pool: testenv.Postgres(t), brokers: testenv.Kafka(t), topic: testenv.Name(t, "in")}
+	if err := postgres.Migrate(ctx, f.pool, "outbox", outbox.Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.Migrate(ctx, f.pool, "inbox", consumer.Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Exec(ctx, `CREATE TABLE applied (n bigserial PRIMARY KEY, event_id uuid NOT NULL, subject text NOT NULL, seq int NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	err := kafkaadmin.EnsureTopics(ctx, f.brokers,
+		kafkaadmin.Topic{Name: f.topic, Partitions: partitions},
+		kafkaadmin.Topic{Name: f.topic + consumer.DLQSuffix, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := outbox.NewKafkaWriter(f.brokers, 100)
+	t.Cleanup(func() { _ = w.Close() })
+	relay := outbox.NewRelay(f.pool, w, testenv.Logger(t), outbox.WithPollInterval(100*time.Millisecond))
+	run(t, relay.Run)
+	return f
+}
+
+// run runs fn until the test ends and checks it returned cleanly.
+func run(t *testing.T, fn func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("did not stop within 30s of cancellation")
+		}
+	})
+}
+
+func (f fixture) start(t *testing.T, router *consumer.Router, tweak func(*consumer.Config)) *consumer.Consumer {
+	t.Helper()
+	cfg := consumer.Config{
+		Brokers: f.brokers, Group: testenv.Name(t, "group"), Topics: []string{f.topic},
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	c, err := consumer.New(cfg, f.pool, router, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c.Run)
+	return c
+}
+
+// produce writes msgs to the fixture topic, each to the partition named by its key's "pN/" prefix if any.
+func (f fixture) produce(t *testing.T, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{
+		Addr: kafka.TCP(f.brokers...), Topic: f.topic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
+		Transport: &kafka.Transport{}, // fresh metadata: the topic was just created
+		Balancer: kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int {
+			if p, _, ok := strings.Cut(string(m.Key), "/"); ok && strings.HasPrefix(p, "p") {
+				n, _ := strconv.Atoi(p[1:])
+				return partitions[n%len(partitions)]
+			}
+			return partitions[0]
+		}),
+	}
+	defer w.Close()
+	for i := range msgs {
+		msgs[i].Topic = ""
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+func event(t *testing.T, subject string, seq int) events.Envelope {
+	t.Helper()
+	e, err := events.New("test", subject, events.OrderCancelled{OrderID: subject, Reason: strconv.Itoa(seq)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// record is a handler that stores the event in "applied".
+func record(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	seq, _ := strconv.Atoi(ev.Payload.(events.OrderCancelled).Reason)
+	_, err := tx.Exec(ctx, `INSERT INTO applied (event_id, subject, seq) VALUES ($1, $2, $3)`, ev.ID, ev.Subject, seq)
+	return err
+}
+
+func router(t *testing.T) *consumer.Router {
+	t.Helper()
+	reg, err := events.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return consumer.NewRouter(reg)
+}
+
+func (f fixture) appliedCount(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM applied`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRedeliveredEventIsAppliedOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	e1, e2 := event(t, "o-1", 1), event(t, "o-1", 2)
+	f.produce(t, events.ToMessage("", e1), events.ToMessage("", e1), events.ToMessage("", e2), events.ToMessage("", e1))
+	c := f.start(t, router(t).On("order.cancelled", record), nil)
+
+	eventually(t, 30*time.Second, "all four deliveries handled", func() bool {
+		s := c.Stats()
+		return s.Applied == 4
+	})
+	if n := f.appliedCount(t); n != 2 {
+		t.Fatalf("%d events applied, want 2", n)
+	}
+	if s := c.Stats(); s.Duplicates != 2 {
+		t.Fatalf("stats %+v, want 2 duplicates", s)
+	}
+}
+
+func TestPoisonEventsAreDeadLetteredAndProcessingContinues(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	good := event(t, "o-good", 1)
+	badPayload := event(t, "o-bad", 1)
+	badPayload.Data = json.RawMessage(`{"order_id": 42}`)
+	refused := event(t, "o-refused", 1)
+	f.produce(t,
+		kafka.Message{Key: []byte("o-garbage"), Value: []byte("not an event")},
+		events.ToMessage("", badPayload),
+		events.ToMessage("", refused),
+		events.ToMessage("", good),
+	)
+	c := f.start(t, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		if ev.Subject == "o-refused" {
+			return consumer.Permanent(errors.New("order o-refused is refused"))
+		}
+		return record(ctx, tx, ev)
+	}), nil)
+
+	dead := consume(t, f.brokers, f.topic+consumer.DLQSuffix, 3)
+	wantReasons := []string{"malformed event", "decode order.cancelled v1 payload", "order o-refused is refused"}
+	for i, m := range dead {
+		h := headers(m)
+		if !strings.Contains(h[consumer.HeaderDLQError], wantReasons[i]) {
+			t.Errorf("dead letter %d: error %q, want it to mention %q", i, h[consumer.HeaderDLQError], wantReasons[i])
+		}
+		if h[consumer.HeaderDLQTopic] != f.topic || h[consumer.HeaderDLQOffset] != strconv.Itoa(i) {
+			t.Errorf("dead letter %d: origin %s@%s, want %s@%d", i, h[consumer.HeaderDLQTopic], h[consumer.HeaderDLQOffset], f.topic, i)
+		}
+	}
+	if string(dead[0].Value) != "not an event" {
+		t.Errorf("dead letter kept value %q", dead[0].Value)
+	}
+	eventually(t, 10*time.Second, "the good event applied", func() bool { return f.appliedCount(t) == 1 })
+	if s := c.Stats(); s.DeadLettered != 3 {
+		t.Fatalf("stats %+v, want 3 dead letters", s)
+	}
+}
+
+func TestTransientFailuresRetryThenGiveUp(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	var flakyCalls, brokenCalls atomic.Int32
+	f.produce(t, events.ToMessage("", event(t, "o-flaky", 1)), events.ToMessage("", event(t, "o-broken", 1)), events.ToMessage("", event(t, "o-after", 1)))
+	c := f.start(t, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		if err := record(ctx, tx, ev); err != nil { // written, then rolled back with the savepoint on failure
+			return err
+		}
+		switch ev.Subject {
+		case "o-flaky":
+			if flakyCalls.Add(1) <= 2 {
+				return errors.New("flaky dependency")
+			}
+		case "o-broken":
+			brokenCalls.Add(1)
+			return errors.New("always broken")
+		}
+		return nil
+	}), func(c *consumer.Config) { c.MaxAttempts = 3 })
+
+	dead := consume(t, f.brokers, f.topic+consumer.DLQSuffix, 1)
+	if h := headers(dead[0]); !strings.Contains(h[consumer.HeaderDLQError], "gave up after 3 attempts") {
+		t.Fatalf("dead letter error %q", h[consumer.HeaderDLQError])
+	}
+	eventually(t, 10*time.Second, "flaky and after applied", func() bool { return f.appliedCount(t) == 2 })
+	rows, _ := f.pool.Query(context.Background(), `SELECT subject FROM applied ORDER BY n`)
+	subjects, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(subjects) != "[o-flaky o-after]" {
+		t.Fatalf("applied %v; failed attempts must leave nothing behind", subjects)
+	}
+	if flakyCalls.Load() != 3 || brokenCalls.Load() != 3 {
+		t.Fatalf("flaky called %d times (want 3), broken %d (want 3)", flakyCalls.Load(), brokenCalls.Load())
+	}
+	if s := c.Stats(); s.Retries < 4 {
+		t.Fatalf("stats %+v, want at least 4 retries", s)
+	}
+}
+
+// TestPartitionsRunInParallelEachInOrder blocks the first event of two partitions until both are being
+// handled at once (so partitions are not serialised), and checks every key's events apply in order.
+func TestPartitionsRunInParallelEachInOrder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 4)
+	const keys, perKey = 8, 40
+	var msgs []kafka.Message
+	for i := 1; i <= perKey; i++ {
+		for k := range keys {
+			msgs = append(msgs, events.ToMessage("", event(t, fmt.Sprintf("p%d/k%d", k%4, k), i)))
+		}
+	}
+	f.produce(t, msgs...)
+
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	both := make(chan struct{})
+	go func() { arrived.Wait(); close(both) }()
+	var gate0, gate1 sync.Once
+	f.start(t, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		gate := map[int]*sync.Once{0: &gate0, 1: &gate1}[ev.Partition]
+		if gate != nil {
+			gate.Do(func() { arrived.Done() })
+			select {
+			case <-both:
+			case <-time.After(20 * time.Second):
+				return consumer.Permanent(errors.New("partitions 0 and 1 were never handled at the same time"))
+			}
+		}
+		return record(ctx, tx, ev)
+	}), nil)
+
+	eventually(t, 60*time.Second, "all events applied", func() bool { return f.appliedCount(t) == keys*perKey })
+	rows, _ := f.pool.Query(context.Background(), `SELECT subject, seq FROM applied ORDER BY n`)
+	type row struct {
+		Subject string
+		Seq     int
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]int{}
+	for _, r := range got {
+		if r.Seq != last[r.Subject]+1 {
+			t.Fatalf("%s: event %d applied after %d", r.Subject, r.Seq, last[r.Subject])
+		}
+		last[r.Subject] = r.Seq
+	}
+}
+
+func consume(t *testing.T, brokers []string, topic string, want int) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var got []kafka.Message
+	for len(got) < want {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			t.Fatalf("read %d of %d from %s: %v", len(got), want, topic, err)
+		}
+		got = append(got, m)
+	}
+	return got
+}
+
+func headers(m kafka.Message) map[string]string {
+	h := map[string]string{}
+	for _, x := range m.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	return h
+}

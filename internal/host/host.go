@@ -1,0 +1,165 @@
+// Package host runs a choreo service: it creates and migrates the service's database (its own tables plus
+// the outbox and inbox), builds the service, and runs its outbox relay, its consumer group and its
+// background work until the context ends. Services plug in through Spec and Service.
+package host
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/outbox"
+)
+
+// Deps is what a service is built with.
+type Deps struct {
+	Pool  *pgxpool.Pool  // the service's own database
+	Log   zerolog.Logger // carries the service name
+	Topic string         // the topic the service publishes its events to
+}
+
+// Service is a service's behaviour as the host sees it.
+type Service interface {
+	// Handlers registers the service's event handlers.
+	Handlers(r *consumer.Router)
+	// Routes registers the service's HTTP API.
+	Routes(mux *http.ServeMux)
+	// Run does the service's own background work until ctx ends.
+	Run(ctx context.Context) error
+}
+
+// Spec describes a service to host.
+type Spec struct {
+	Name       string   // database name, consumer group and log name
+	Topic      string   // topic it publishes to ("" for services that publish nothing but dead letters)
+	Consumes   []string // topics its consumer group reads
+	Migrations fs.FS    // its own numbered migrations
+	Build      func(Deps) (Service, error)
+}
+
+// Options tunes the runtime parts of a unit; the zero value is production's defaults.
+type Options struct {
+	Consumer func(*consumer.Config) // adjusts the consumer config (tests shorten timeouts)
+	Relay    []outbox.Option
+}
+
+// Unit is one hosted service with its database, relay and consumer.
+type Unit struct {
+	spec     Spec
+	pool     *pgxpool.Pool
+	svc      Service
+	writer   *kafka.Writer
+	relay    *outbox.Relay
+	consumer *consumer.Consumer
+	log      zerolog.Logger
+}
+
+// Open connects to and migrates the service's database at dbURL and builds the service.
+func Open(ctx context.Context, spec Spec, dbURL string, brokers []string, reg *events.Registry, log zerolog.Logger, opts Options) (*Unit, error) {
+	log = log.With().Str("service", spec.Name).Logger()
+	pool, err := postgres.Connect(ctx, dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("%s database: %w", spec.Name, err)
+	}
+	u := &Unit{spec: spec, pool: pool, log: log}
+	if err := u.open(ctx, brokers, reg, opts); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry, opts Options) error {
+	for _, m := range []struct {
+		component string
+		files     fs.FS
+	}{{"outbox", outbox.Migrations()}, {"inbox", consumer.Migrations()}, {u.spec.Name, u.spec.Migrations}} {
+		if m.files == nil {
+			continue
+		}
+		if err := postgres.Migrate(ctx, u.pool, m.component, m.files); err != nil {
+			return fmt.Errorf("migrate %s database (%s): %w", u.spec.Name, m.component, err)
+		}
+	}
+	svc, err := u.spec.Build(Deps{Pool: u.pool, Log: u.log, Topic: u.spec.Topic})
+	if err != nil {
+		return fmt.Errorf("build %s: %w", u.spec.Name, err)
+	}
+	u.svc = svc
+	u.writer = outbox.NewKafkaWriter(brokers, 1000)
+	u.relay = outbox.NewRelay(u.pool, u.writer, u.log, opts.Relay...)
+	if len(u.spec.Consumes) > 0 {
+		router := consumer.NewRouter(reg)
+		svc.Handlers(router)
+		cfg := consumer.Config{Brokers: brokers, Group: u.spec.Name, Topics: u.spec.Consumes}
+		if opts.Consumer != nil {
+			opts.Consumer(&cfg)
+		}
+		if u.consumer, err = consumer.New(cfg, u.pool, router, u.log); err != nil {
+			return fmt.Errorf("%s consumer: %w", u.spec.Name, err)
+		}
+	}
+	return nil
+}
+
+// Name is the service's name.
+func (u *Unit) Name() string { return u.spec.Name }
+
+// Pool is the service's database.
+func (u *Unit) Pool() *pgxpool.Pool { return u.pool }
+
+// Relay is the service's outbox relay.
+func (u *Unit) Relay() *outbox.Relay { return u.relay }
+
+// Consumer is the service's consumer, nil if it consumes nothing.
+func (u *Unit) Consumer() *consumer.Consumer { return u.consumer }
+
+// Routes registers the service's HTTP API on mux.
+func (u *Unit) Routes(mux *http.ServeMux) { u.svc.Routes(mux) }
+
+// Check reports whether the service's database answers.
+func (u *Unit) Check(ctx context.Context) error {
+	if err := u.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("%s database: %w", u.spec.Name, err)
+	}
+	return nil
+}
+
+// Run runs the relay, the consumer and the service's background work until ctx ends or one of them fails;
+// each drains its in-flight work before Run returns.
+func (u *Unit) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return wrap("relay", u.relay.Run(ctx)) })
+	if u.consumer != nil {
+		g.Go(func() error { return wrap("consumer", u.consumer.Run(ctx)) })
+	}
+	g.Go(func() error { return wrap("background work", u.svc.Run(ctx)) })
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("%s: %w", u.spec.Name, err)
+	}
+	return nil
+}
+
+// Close releases the Kafka writer and the database pool; call it after Run returned.
+func (u *Unit) Close() {
+	if u.writer != nil {
+		_ = u.writer.Close()
+	}
+	u.pool.Close()
+}
+
+func wrap(what string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}

@@ -1,0 +1,356 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/kafkaembed"
+	"github.com/choreo-dev/choreo/internal/pgembed"
+	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/outbox"
+)
+
+func TestRollbackPublishesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+
+	rolledBack, err := events.New("test", "o-rollback", events.OrderConfirmed{OrderID: "o-rollback"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Append(ctx, tx, topic, rolledBack); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	committed := appendEvents(t, pool, topic, "o-commit", 1, 1)
+
+	startRelay(t, pool, writer(t, brokers), testenv.Logger(t))
+	// The committed event was appended after the rolled-back one; once it arrives, the rolled-back one
+	// would have arrived before it.
+	got := consume(t, brokers, topic, 1, 20*time.Second)
+	e, err := events.FromMessage(got[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.ID != committed[0].ID {
+		t.Fatalf("first message is %s (%s), want the committed event %s", e.ID, e.Subject, committed[0].ID)
+	}
+	eventually(t, 10*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
+}
+
+func TestEnvelopeRoundTripThroughKafka(t *testing.T) {
+	t.Parallel()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 3)
+	placed, err := events.New("order", "o-rt", events.OrderPlaced{OrderID: "o-rt", CustomerID: "c", Items: []events.Item{{SKU: "s", Quantity: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed.TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	reserved, err := events.New("inventory", "o-rt", events.StockReserved{OrderID: "o-rt", TotalCents: 999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reserved = reserved.CausedBy(placed)
+	tx, err := pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Append(context.Background(), tx, topic, placed, reserved); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	startRelay(t, pool, writer(t, brokers), testenv.Logger(t))
+
+	got := consume(t, brokers, topic, 2, 20*time.Second)
+	for i, want := range []events.Envelope{placed, reserved} {
+		e, err := events.FromMessage(got[i])
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if string(got[i].Key) != want.Subject {
+			t.Errorf("message %d key %q, want subject %q", i, got[i].Key, want.Subject)
+		}
+		if e.ID != want.ID || e.Type != want.Type || e.Version != want.Version || e.Source != want.Source ||
+			e.CorrelationID != want.CorrelationID || e.CausationID != want.CausationID || e.TraceParent != want.TraceParent ||
+			!e.Time.Equal(want.Time) || string(e.Data) != string(want.Data) {
+			t.Errorf("message %d:\n got %+v\nwant %+v", i, e, want)
+		}
+	}
+}
+
+// TestPerKeyOrderWithConcurrentWritersAndTwoRelays has writers that, like a service locking its aggregate,
+// serialise per key, and two relay instances on the same outbox. Every key's events must arrive in the order
+// they were committed.
+func TestPerKeyOrderWithConcurrentWritersAndTwoRelays(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 4)
+	if _, err := pool.Exec(ctx, `CREATE TABLE aggregate (key text PRIMARY KEY, seq int NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	const keys, writers, perWriter = 16, 8, 60
+	for k := range keys {
+		if _, err := pool.Exec(ctx, `INSERT INTO aggregate VALUES ($1, 0)`, fmt.Sprintf("k%02d", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := testenv.Logger(t)
+	r1, _ := startRelay(t, pool, writer(t, brokers), log, outbox.WithBatchSize(50))
+	r2, _ := startRelay(t, pool, writer(t, brokers), log, outbox.WithBatchSize(50))
+
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				if err := appendNext(ctx, pool, topic, fmt.Sprintf("k%02d", (w*7+i)%keys)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	got := consume(t, brokers, topic, writers*perWriter, 60*time.Second)
+	last := map[string]int{}
+	seen := map[string]bool{}
+	for _, m := range got {
+		e, err := events.FromMessage(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[e.ID.String()] {
+			continue // a redelivered duplicate; consumers dedupe it
+		}
+		seen[e.ID.String()] = true
+		var p events.OrderCancelled
+		if err := json.Unmarshal(e.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		seq, _ := strconv.Atoi(p.Reason)
+		if seq != last[e.Subject]+1 {
+			t.Fatalf("key %s: event %d arrived after %d", e.Subject, seq, last[e.Subject])
+		}
+		last[e.Subject] = seq
+	}
+	if s1, s2 := r1.Stats(), r2.Stats(); s1.Active == s2.Active {
+		t.Fatalf("want exactly one active relay, got active=%v and active=%v", s1.Active, s2.Active)
+	}
+}
+
+// appendNext increments key's sequence under its row lock and appends the matching event, in one transaction.
+func appendNext(ctx context.Context, pool *pgxpool.Pool, topic, key string) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	var seq int
+	if err := tx.QueryRow(ctx, `UPDATE aggregate SET seq = seq + 1 WHERE key = $1 RETURNING seq`, key).Scan(&seq); err != nil {
+		return fmt.Errorf("bump %s: %w", key, err)
+	}
+	e, err := events.New("test", key, events.OrderCancelled{OrderID: key, Reason: strconv.Itoa(seq)})
+	if err != nil {
+		return err
+	}
+	if err := outbox.Append(ctx, tx, topic, e); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// crashAfterAck publishes for real, then behaves as if the process died before the rows were deleted: it
+// never returns success, so the relay cannot mark the batch.
+type crashAfterAck struct {
+	w     *kafka.Writer
+	acked chan struct{}
+	once  sync.Once
+}
+
+func (c *crashAfterAck) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	if err := c.w.WriteMessages(ctx, msgs...); err != nil {
+		return err
+	}
+	c.once.Do(func() { close(c.acked) })
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestCrashBetweenPublishAndDeleteGivesDuplicatesNotLoss(t *testing.T) {
+	t.Parallel()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 2)
+	sent := appendEvents(t, pool, topic, "o-crash", 1, 30)
+
+	crashing := &crashAfterAck{w: writer(t, brokers), acked: make(chan struct{})}
+	_, stop := startRelay(t, pool, crashing, testenv.Logger(t), outbox.WithShutdownGrace(0), outbox.WithBatchSize(10))
+	select {
+	case <-crashing.acked:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first batch was never published")
+	}
+	stop()
+	if n := countRows(t, pool); n != 30 {
+		t.Fatalf("after the crash %d rows remain, want all 30 (the acked batch was not deleted)", n)
+	}
+
+	startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithBatchSize(10))
+	got := consume(t, brokers, topic, 40, 30*time.Second) // the first batch of 10 twice, then the rest
+	counts := map[string]int{}
+	for _, m := range got {
+		e, err := events.FromMessage(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[e.ID.String()]++
+	}
+	for i, e := range sent {
+		want := 1
+		if i < 10 {
+			want = 2
+		}
+		if counts[e.ID.String()] != want {
+			t.Errorf("event %d delivered %d times, want %d", i, counts[e.ID.String()], want)
+		}
+	}
+	eventually(t, 10*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
+}
+
+func TestKafkaOutageThenRecovery(t *testing.T) {
+	t.Parallel()
+	pool := outboxDB(t)
+	dir := t.TempDir()
+	broker, err := kafkaembed.Start(kafkaembed.Config{Addr: "127.0.0.1:0", DataDir: dir, Log: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers := broker.Brokers()
+	topic := newTopic(t, brokers, 2)
+	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t))
+	appendEvents(t, pool, topic, "o-before", 1, 20)
+	eventually(t, 20*time.Second, "first events published", func() bool { return relay.Stats().Published == 20 })
+
+	broker.Close()
+	appendEvents(t, pool, topic, "o-during", 1, 20)
+	eventually(t, 30*time.Second, "the relay to retry against the stopped broker", func() bool { return relay.Stats().Retries > 0 })
+	if n := countRows(t, pool); n != 20 {
+		t.Fatalf("while Kafka is down %d rows wait, want 20", n)
+	}
+
+	broker, err = kafkaembed.Start(kafkaembed.Config{Addr: brokers[0], DataDir: dir, Log: testenv.Logger(t)})
+	if err != nil {
+		t.Fatalf("restart broker: %v", err)
+	}
+	t.Cleanup(broker.Close)
+	got := consume(t, brokers, topic, 40, 60*time.Second)
+	ids := map[string]bool{}
+	for _, m := range got {
+		ids[string(m.Key)+"/"+headerValue(m, events.HeaderID)] = true
+	}
+	if len(ids) != 40 {
+		t.Fatalf("%d distinct events delivered, want 40", len(ids))
+	}
+	eventually(t, 10*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
+}
+
+func TestPostgresOutageThenRecovery(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil { // the server runs as user postgres
+		t.Fatal(err)
+	}
+	cluster, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Log: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	port := cluster.Port()
+	pool, err := postgres.Connect(ctx, cluster.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	migrate(t, pool)
+	brokers := testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t))
+	appendEvents(t, pool, topic, "o-pg", 1, 10)
+	eventually(t, 20*time.Second, "first events published", func() bool { return relay.Stats().Published == 10 })
+
+	if err := cluster.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the relay to notice Postgres is gone", func() bool { return !relay.Stats().Active })
+	cluster, err = pgembed.Start(ctx, pgembed.Config{DataDir: dir, Port: port, Log: testenv.Logger(t)})
+	if err != nil {
+		t.Fatalf("restart postgres: %v", err)
+	}
+	appendEvents(t, pool, topic, "o-pg", 11, 10)
+	got := consume(t, brokers, topic, 20, 60*time.Second)
+	if e, err := events.FromMessage(got[19]); err != nil || e.Subject != "o-pg" {
+		t.Fatalf("last message: %v %v", e, err)
+	}
+	eventually(t, 20*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
+}
+
+func TestBacklogIsObservable(t *testing.T) {
+	t.Parallel()
+	pool := outboxDB(t)
+	appendEvents(t, pool, "nowhere", "o-backlog", 1, 7)
+	r := outbox.NewRelay(pool, failingPublisher{}, testenv.Logger(t))
+	n, oldest, err := r.Backlog(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 7 || oldest <= 0 {
+		t.Fatalf("backlog %d rows, oldest %v; want 7 rows and a positive age", n, oldest)
+	}
+}
+
+type failingPublisher struct{}
+
+func (failingPublisher) WriteMessages(context.Context, ...kafka.Message) error {
+	return errors.New("unreachable")
+}
+
+func headerValue(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,125 @@
+// Package sagas describes choreo's order saga as data: which service reacts to which event, what it does,
+// what it may emit, and which reactions are compensations. Services derive their subscriptions from it,
+// tests check every service registers exactly these reactions, and docs/saga.md is generated from it.
+package sagas
+
+import (
+	"slices"
+	"sort"
+)
+
+// Service names; each owns a database of that name and publishes to Topic(name).
+const (
+	Order        = "order"
+	Inventory    = "inventory"
+	Payment      = "payment"
+	Shipping     = "shipping"
+	Notification = "notification"
+)
+
+// Kind classifies a reaction.
+type Kind string
+
+const (
+	Forward      Kind = "step"         // moves the saga forward
+	Compensation Kind = "compensation" // undoes an earlier step
+	Outcome      Kind = "outcome"      // settles the order's final state
+	Record       Kind = "record"       // keeps data a later step needs; emits nothing
+)
+
+// Reaction is one edge of the choreography: Service does Action when Trigger happens.
+type Reaction struct {
+	Service string
+	Trigger string   // an event type, or a non-event trigger such as "POST /v1/orders" or "deadline"
+	Action  string   // what the service does, in words
+	Emits   []string // events the reaction may emit (alternatives)
+	Kind    Kind
+}
+
+// IsEvent reports whether the reaction's trigger is an event (as opposed to a request or a timer).
+func (r Reaction) IsEvent() bool { return r.Trigger != TriggerPlaceOrder && r.Trigger != TriggerDeadline }
+
+// Triggers that are not events.
+const (
+	TriggerPlaceOrder = "POST /v1/orders"
+	TriggerDeadline   = "saga deadline"
+)
+
+// OrderSaga returns the order placement saga.
+func OrderSaga() []Reaction {
+	return []Reaction{
+		{Order, TriggerPlaceOrder, "accept the order as PENDING", []string{"order.placed"}, Forward},
+		{Inventory, "order.placed", "reserve every line or none", []string{"stock.reserved", "stock.rejected"}, Forward},
+		{Payment, "order.placed", "remember the payment token and customer", nil, Record},
+		{Shipping, "order.placed", "remember the shipping address", nil, Record},
+		{Notification, "order.placed", "remember the customer", nil, Record},
+		{Payment, "stock.reserved", "authorize the total", []string{"payment.authorized", "payment.declined"}, Forward},
+		{Shipping, "payment.authorized", "schedule a shipment", []string{"shipment.scheduled", "shipment.failed"}, Forward},
+		{Order, "shipment.scheduled", "confirm the order", []string{"order.confirmed"}, Outcome},
+
+		{Order, "stock.rejected", "cancel the order (out_of_stock)", []string{"order.cancelled"}, Outcome},
+		{Order, "payment.declined", "cancel the order (payment_declined)", []string{"order.cancelled"}, Outcome},
+		{Order, "shipment.failed", "cancel the order (shipping_failed)", []string{"order.cancelled"}, Outcome},
+		{Order, TriggerDeadline, "cancel an order still PENDING (expired)", []string{"order.cancelled"}, Outcome},
+
+		{Inventory, "payment.declined", "release the reservation", []string{"stock.released"}, Compensation},
+		{Inventory, "shipment.failed", "release the reservation", []string{"stock.released"}, Compensation},
+		{Inventory, "order.cancelled", "release the reservation if still held", []string{"stock.released"}, Compensation},
+		{Payment, "shipment.failed", "refund the authorization", []string{"payment.refunded"}, Compensation},
+		{Payment, "order.cancelled", "refund if authorized; never authorize afterwards", []string{"payment.refunded"}, Compensation},
+		{Shipping, "order.cancelled", "cancel the shipment if scheduled; never schedule afterwards", []string{"shipment.cancelled"}, Compensation},
+
+		{Inventory, "order.confirmed", "turn the reservation into a sale", []string{"stock.sold"}, Forward},
+		{Notification, "order.confirmed", "tell the customer", []string{"notification.sent"}, Forward},
+		{Notification, "order.cancelled", "tell the customer", []string{"notification.sent"}, Forward},
+	}
+}
+
+// Services returns the saga's services in a stable order.
+func Services() []string { return []string{Order, Inventory, Payment, Shipping, Notification} }
+
+// Topic is the topic a service publishes its events to.
+func Topic(service string) string { return service + ".events" }
+
+// Topics returns every service's events topic.
+func Topics() []string {
+	var ts []string
+	for _, s := range Services() {
+		ts = append(ts, Topic(s))
+	}
+	return ts
+}
+
+// Emitter returns the service that emits eventType, or "" if none does.
+func Emitter(eventType string) string {
+	for _, r := range OrderSaga() {
+		if slices.Contains(r.Emits, eventType) {
+			return r.Service
+		}
+	}
+	return ""
+}
+
+// ReactionsOf returns the event types service reacts to, sorted.
+func ReactionsOf(service string) []string {
+	var types []string
+	for _, r := range OrderSaga() {
+		if r.Service == service && r.IsEvent() && !slices.Contains(types, r.Trigger) {
+			types = append(types, r.Trigger)
+		}
+	}
+	sort.Strings(types)
+	return types
+}
+
+// Subscriptions returns the topics service must consume: those of the emitters of what it reacts to.
+func Subscriptions(service string) []string {
+	var topics []string
+	for _, t := range ReactionsOf(service) {
+		if topic := Topic(Emitter(t)); !slices.Contains(topics, topic) {
+			topics = append(topics, topic)
+		}
+	}
+	sort.Strings(topics)
+	return topics
+}

@@ -1,0 +1,68 @@
+package sagas
+
+import (
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/choreo-dev/choreo/events"
+)
+
+func TestEveryEventIsKnownAndEmittedOnce(t *testing.T) {
+	reg, err := events.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	emitters := map[string]string{}
+	for _, r := range OrderSaga() {
+		for _, e := range r.Emits {
+			if !reg.Known(e, 1) {
+				t.Errorf("%s emits %s, which events.Catalog does not know", r.Service, e)
+			}
+			if prev, ok := emitters[e]; ok && prev != r.Service {
+				t.Errorf("%s is emitted by both %s and %s; an event type has one owner", e, prev, r.Service)
+			}
+			emitters[e] = r.Service
+		}
+		if r.IsEvent() && Emitter(r.Trigger) == "" {
+			t.Errorf("%s reacts to %s, which nobody emits", r.Service, r.Trigger)
+		}
+	}
+}
+
+func TestEveryFailureIsCompensated(t *testing.T) {
+	// A failure after a reservation must release it, and after an authorization must refund it.
+	want := map[string][]string{
+		"payment.declined": {Inventory, Order},
+		"shipment.failed":  {Inventory, Payment, Order},
+		"order.cancelled":  {Inventory, Payment, Shipping, Notification},
+	}
+	for event, services := range want {
+		for _, s := range services {
+			if !slices.Contains(ReactionsOf(s), event) {
+				t.Errorf("%s does not react to %s", s, event)
+			}
+		}
+	}
+}
+
+func TestSubscriptions(t *testing.T) {
+	got := Subscriptions(Payment)
+	want := []string{"inventory.events", "order.events", "shipping.events"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("payment consumes %v, want %v", got, want)
+	}
+	if subs := Subscriptions(Notification); !slices.Equal(subs, []string{"order.events"}) {
+		t.Fatalf("notification consumes %v", subs)
+	}
+}
+
+func TestDocIsCurrent(t *testing.T) {
+	b, err := os.ReadFile("../docs/saga.md")
+	if err != nil {
+		t.Fatalf("read docs/saga.md: %v (regenerate: go run ./cmd/choreo saga > docs/saga.md)", err)
+	}
+	if string(b) != Markdown() {
+		t.Fatal("docs/saga.md is stale: go run ./cmd/choreo saga > docs/saga.md")
+	}
+}

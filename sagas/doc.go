@@ -1,0 +1,58 @@
+package sagas
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Markdown renders the saga as the page docs/saga.md: a sequence-style diagram (Mermaid) and the table of
+// reactions. `go run ./cmd/choreo saga > docs/saga.md` regenerates it; a test keeps the file current.
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("# The order saga\n\n")
+	b.WriteString("Generated from `sagas.OrderSaga()` by `go run ./cmd/choreo saga`; do not edit by hand.\n\n")
+	b.WriteString("Each service reacts to events on the others' topics; no service calls another. Solid arrows move\n")
+	b.WriteString("the saga forward, dotted arrows are compensations.\n\n")
+	b.WriteString("```mermaid\nflowchart LR\n")
+	for _, r := range OrderSaga() {
+		arrow := "-->"
+		if r.Kind == Compensation {
+			arrow = "-.->"
+		}
+		targets := r.Emits
+		if len(targets) == 0 {
+			targets = []string{r.Service + " keeps it"}
+		}
+		for _, e := range targets {
+			fmt.Fprintf(&b, "  %s[\"%s\"] %s|%s| %s[\"%s\"]\n", nodeID(r.Trigger), r.Trigger, arrow, r.Service, nodeID(e), e)
+		}
+	}
+	b.WriteString("```\n\n")
+	b.WriteString("| service | reacts to | does | may emit | kind |\n| --- | --- | --- | --- | --- |\n")
+	for _, r := range OrderSaga() {
+		emits := "—"
+		if len(r.Emits) > 0 {
+			emits = "`" + strings.Join(r.Emits, "`, `") + "`"
+		}
+		trigger := r.Trigger
+		if r.IsEvent() {
+			trigger = "`" + trigger + "`"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.Service, trigger, r.Action, emits, r.Kind)
+	}
+	b.WriteString("\n## Topics each service consumes\n\n| service | publishes to | consumes |\n| --- | --- | --- |\n")
+	for _, s := range Services() {
+		fmt.Fprintf(&b, "| %s | `%s` | `%s` |\n", s, Topic(s), strings.Join(Subscriptions(s), "`, `"))
+	}
+	return b.String()
+}
+
+// nodeID turns a trigger or event name into a Mermaid node id.
+func nodeID(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, name)
+}

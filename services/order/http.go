@@ -1,0 +1,37 @@
+package order
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/choreo-dev/choreo/internal/httpapi"
+)
+
+func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
+	var req PlaceRequest
+	if p := httpapi.DecodeJSON(w, r, &req); p != nil {
+		httpapi.WriteProblem(w, r, p)
+		return
+	}
+	if errs := req.Validate(); len(errs) > 0 {
+		httpapi.WriteProblem(w, r, httpapi.Invalid(errs))
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > 255 {
+		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusBadRequest, "Idempotency-Key is longer than 255 characters"))
+		return
+	}
+	placed, err := s.Place(r.Context(), req, key)
+	switch {
+	case errors.Is(err, ErrKeyReused):
+		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusUnprocessableEntity, "this Idempotency-Key was used for a different request"))
+		return
+	case err != nil:
+		s.log.Error().Err(err).Str("customer_id", req.CustomerID).Msg("place order failed")
+		httpapi.WriteError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/orders/"+placed.ID.String())
+	httpapi.WriteJSON(w, http.StatusAccepted, placed)
+}

@@ -1,0 +1,91 @@
+// Package order is the order service: it accepts orders over HTTP (publishing order.placed), settles each
+// order's final state from the other services' outcome events (order.confirmed or order.cancelled with a
+// reason), and cancels orders still pending at their saga deadline.
+package order
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/outbox"
+	"github.com/choreo-dev/choreo/sagas"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Status of an order.
+const (
+	Pending   = "PENDING"
+	Confirmed = "CONFIRMED"
+	Cancelled = "CANCELLED"
+)
+
+// Config configures the order service.
+type Config struct {
+	Deadline time.Duration // how long an order may stay PENDING before it is cancelled as expired
+}
+
+// Spec describes the order service to the host.
+func Spec(cfg Config) host.Spec {
+	migrations, _ := fs.Sub(migrationFiles, "migrations") // embedded above: cannot fail
+	return host.Spec{
+		Name:       sagas.Order,
+		Topic:      sagas.Topic(sagas.Order),
+		Consumes:   sagas.Subscriptions(sagas.Order),
+		Migrations: migrations,
+		Build:      func(d host.Deps) (host.Service, error) { return New(cfg, d.Pool, d.Topic, d.Log) },
+	}
+}
+
+// Service is the order service.
+type Service struct {
+	cfg   Config
+	pool  *pgxpool.Pool
+	emit  outbox.Emitter
+	log   zerolog.Logger
+	wake  chan struct{} // a new order may have moved the next deadline
+	clock func() time.Time
+}
+
+// New returns the order service over pool, publishing to topic.
+func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) (*Service, error) {
+	if cfg.Deadline <= 0 {
+		return nil, errors.New("order service: deadline must be positive")
+	}
+	return &Service{
+		cfg: cfg, pool: pool, log: log,
+		emit:  outbox.Emitter{Source: sagas.Order, Topic: topic},
+		wake:  make(chan struct{}, 1),
+		clock: time.Now,
+	}, nil
+}
+
+// Handlers registers the outcome events that settle an order.
+func (s *Service) Handlers(r *consumer.Router) {
+	r.On("shipment.scheduled", s.settleOn(Confirmed, ""))
+	r.On("stock.rejected", s.settleOn(Cancelled, events.ReasonOutOfStock))
+	r.On("payment.declined", s.settleOn(Cancelled, events.ReasonPaymentDeclined))
+	r.On("shipment.failed", s.settleOn(Cancelled, events.ReasonShippingFailed))
+}
+
+// Routes registers POST /v1/orders.
+func (s *Service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/orders", s.handlePlace)
+}
+
+// Run cancels orders whose deadline passed while they were still pending.
+func (s *Service) Run(ctx context.Context) error {
+	s.expireLoop(ctx)
+	return nil
+}

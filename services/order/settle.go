@@ -1,0 +1,128 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/internal/retry"
+)
+
+// settleOn returns a handler that moves the event's order from PENDING to status.
+func (s *Service) settleOn(status, reason string) consumer.Handler {
+	return func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		id, err := uuid.Parse(ev.Subject)
+		if err != nil {
+			return consumer.Permanent(fmt.Errorf("subject %q is not an order id", ev.Subject))
+		}
+		return s.settle(ctx, tx, id, status, reason, &ev.Envelope)
+	}
+}
+
+// settle moves order id from PENDING to status and emits the outcome event. An order already settled is
+// left as it is: the first outcome wins (a late shipment.scheduled after an expiry changes nothing; the
+// other services compensate on order.cancelled).
+func (s *Service) settle(ctx context.Context, tx pgx.Tx, id uuid.UUID, status, reason string, cause *events.Envelope) error {
+	var current, correlation string
+	err := tx.QueryRow(ctx, `SELECT status, correlation_id FROM orders WHERE id = $1 FOR UPDATE`, id).Scan(&current, &correlation)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return consumer.Permanent(fmt.Errorf("order %s does not exist", id))
+	}
+	if err != nil {
+		return fmt.Errorf("lock order %s: %w", id, err)
+	}
+	if current != Pending {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1`, id, status, reason); err != nil {
+		return fmt.Errorf("settle order %s: %w", id, err)
+	}
+	var outcome events.Payload = events.OrderConfirmed{OrderID: id.String()}
+	if status == Cancelled {
+		outcome = events.OrderCancelled{OrderID: id.String(), Reason: reason}
+	}
+	return s.emit.Emit(ctx, tx, id.String(), cause, correlation, outcome)
+}
+
+// expireLoop cancels pending orders whose deadline passed. It sleeps until the next deadline, woken early
+// when a new order is placed.
+func (s *Service) expireLoop(ctx context.Context) {
+	for attempt := 0; ctx.Err() == nil; {
+		next, err := s.expireDue(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn().Err(err).Msg("expire overdue orders; retrying")
+			retry.Sleep(ctx, retry.Backoff(attempt, 100*time.Millisecond, 10*time.Second))
+			attempt++
+			continue
+		}
+		attempt = 0
+		wait := time.Minute
+		if !next.IsZero() {
+			wait = min(wait, max(time.Until(next), 0)+10*time.Millisecond)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-s.wake:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+}
+
+// expireDue cancels a batch of overdue pending orders and returns the next deadline still ahead (zero if none).
+func (s *Service) expireDue(ctx context.Context) (time.Time, error) {
+	for {
+		n, err := s.expireBatch(ctx)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if n < 100 {
+			break
+		}
+	}
+	var next *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT min(deadline) FROM orders WHERE status = 'PENDING'`).Scan(&next); err != nil {
+		return time.Time{}, fmt.Errorf("next deadline: %w", err)
+	}
+	if next == nil {
+		return time.Time{}, nil
+	}
+	return *next, nil
+}
+
+func (s *Service) expireBatch(ctx context.Context) (int, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	// SKIP LOCKED: several instances sweep without waiting on each other or on a handler settling the order.
+	rows, err := tx.Query(ctx, `SELECT id FROM orders WHERE status = 'PENDING' AND deadline <= $1 ORDER BY deadline LIMIT 100 FOR UPDATE SKIP LOCKED`, s.clock())
+	if err != nil {
+		return 0, fmt.Errorf("find overdue orders: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return 0, fmt.Errorf("find overdue orders: %w", err)
+	}
+	for _, id := range ids {
+		if err := s.settle(ctx, tx, id, Cancelled, events.ReasonExpired, nil); err != nil {
+			return 0, err
+		}
+		s.log.Info().Str("order_id", id.String()).Msg("order expired")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit expiries: %w", err)
+	}
+	return len(ids), nil
+}

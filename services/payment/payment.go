@@ -1,0 +1,200 @@
+// Package payment is the payment service. It authorizes an order's total once it knows both the payment
+// token (order.placed) and the reserved total (stock.reserved), whichever arrives first, and refunds the
+// authorization when shipping fails or the order is cancelled.
+//
+// Decline rules, deterministic so that demos and tests can drive every path:
+//   - the payment token "tok_decline" is always declined (reason "card_declined");
+//   - a total above the customer's limit is declined (reason "limit_exceeded"); the limit is the
+//     customer's row in customer_limits, else Config.DefaultLimitCents (1,000,000 cents by default).
+package payment
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/outbox"
+	"github.com/choreo-dev/choreo/sagas"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Payment statuses.
+const (
+	Waiting    = "WAITING"
+	Authorized = "AUTHORIZED"
+	Declined   = "DECLINED"
+	Refunded   = "REFUNDED"
+	Cancelled  = "CANCELLED" // the order was cancelled before anything was authorized
+)
+
+// DeclineToken is the payment token that is always declined.
+const DeclineToken = "tok_decline"
+
+// Config configures the payment service.
+type Config struct {
+	DefaultLimitCents int64 // the most a customer without a customer_limits row may be authorized for
+}
+
+// Spec describes the payment service to the host.
+func Spec(cfg Config) host.Spec {
+	migrations, _ := fs.Sub(migrationFiles, "migrations") // embedded above: cannot fail
+	return host.Spec{
+		Name:       sagas.Payment,
+		Topic:      sagas.Topic(sagas.Payment),
+		Consumes:   sagas.Subscriptions(sagas.Payment),
+		Migrations: migrations,
+		Build: func(d host.Deps) (host.Service, error) {
+			if cfg.DefaultLimitCents < 0 {
+				return nil, errors.New("payment: default limit must not be negative")
+			}
+			return New(cfg, d.Pool, d.Topic, d.Log), nil
+		},
+	}
+}
+
+// Service is the payment service.
+type Service struct {
+	cfg  Config
+	pool *pgxpool.Pool
+	emit outbox.Emitter
+	log  zerolog.Logger
+}
+
+// New returns the payment service over pool, publishing to topic.
+func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Service {
+	return &Service{cfg: cfg, pool: pool, log: log, emit: outbox.Emitter{Source: sagas.Payment, Topic: topic}}
+}
+
+// Handlers registers the payment reactions.
+func (s *Service) Handlers(r *consumer.Router) {
+	r.On("order.placed", s.onPlaced)
+	r.On("stock.reserved", s.onReserved)
+	r.On("shipment.failed", s.refund)
+	r.On("order.cancelled", s.refund)
+}
+
+// Routes registers nothing: payment has no public API.
+func (s *Service) Routes(*http.ServeMux) {}
+
+// Run has no background work.
+func (s *Service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+// state is a payment row as the handlers need it.
+type state struct {
+	Status      string
+	CustomerID  *string
+	Token       *string
+	AmountCents *int64
+	PaymentID   *uuid.UUID
+}
+
+const returning = ` RETURNING status, customer_id, token, amount_cents, payment_id`
+
+func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	p := ev.Payload.(events.OrderPlaced)
+	st, err := upsert(ctx, tx, `INSERT INTO payments (order_id, customer_id, token, status) VALUES ($1, $2, $3, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, token = EXCLUDED.token, updated_at = now()`+returning,
+		p.OrderID, p.CustomerID, p.PaymentToken)
+	if err != nil {
+		return err
+	}
+	return s.authorize(ctx, tx, ev, p.OrderID, st)
+}
+
+func (s *Service) onReserved(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	p := ev.Payload.(events.StockReserved)
+	st, err := upsert(ctx, tx, `INSERT INTO payments (order_id, amount_cents, status) VALUES ($1, $2, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET amount_cents = EXCLUDED.amount_cents, updated_at = now()`+returning,
+		p.OrderID, p.TotalCents)
+	if err != nil {
+		return err
+	}
+	return s.authorize(ctx, tx, ev, p.OrderID, st)
+}
+
+// authorize decides a WAITING payment once both its token and its amount are known.
+func (s *Service) authorize(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID string, st state) error {
+	if st.Status != Waiting || st.Token == nil || st.AmountCents == nil || st.CustomerID == nil {
+		return nil
+	}
+	limit := s.cfg.DefaultLimitCents
+	err := tx.QueryRow(ctx, `SELECT limit_cents FROM customer_limits WHERE customer_id = $1`, *st.CustomerID).Scan(&limit)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("read limit of %s: %w", *st.CustomerID, err)
+	}
+	reason := ""
+	switch {
+	case *st.Token == DeclineToken:
+		reason = "card_declined"
+	case *st.AmountCents > limit:
+		reason = "limit_exceeded"
+	}
+	if reason != "" {
+		if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'DECLINED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
+			return fmt.Errorf("decline %s: %w", orderID, err)
+		}
+		return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.PaymentDeclined{OrderID: orderID, Reason: reason})
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("payment id: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'AUTHORIZED', payment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
+		return fmt.Errorf("authorize %s: %w", orderID, err)
+	}
+	return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.PaymentAuthorized{OrderID: orderID, PaymentID: id.String(), AmountCents: *st.AmountCents})
+}
+
+// refund compensates: an authorized payment is refunded; a payment not yet decided is cancelled so that a
+// stock.reserved arriving later authorizes nothing.
+func (s *Service) refund(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	orderID := ev.Subject
+	st, err := upsert(ctx, tx, `INSERT INTO payments (order_id, status) VALUES ($1, 'CANCELLED')
+		ON CONFLICT (order_id) DO UPDATE SET updated_at = now()`+returning, orderID)
+	if err != nil {
+		return err
+	}
+	switch st.Status {
+	case Waiting:
+		_, err := tx.Exec(ctx, `UPDATE payments SET status = 'CANCELLED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, ev.Type)
+		if err != nil {
+			return fmt.Errorf("cancel payment %s: %w", orderID, err)
+		}
+		return nil
+	case Authorized:
+		if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'REFUNDED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, ev.Type); err != nil {
+			return fmt.Errorf("refund %s: %w", orderID, err)
+		}
+		return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "",
+			events.PaymentRefunded{OrderID: orderID, PaymentID: st.PaymentID.String(), AmountCents: *st.AmountCents, Reason: ev.Type})
+	}
+	return nil // declined, refunded or cancelled already
+}
+
+func upsert(ctx context.Context, tx pgx.Tx, sql string, args ...any) (state, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return state{}, fmt.Errorf("upsert payment %v: %w", args[0], err)
+	}
+	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[state])
+	if err != nil {
+		return state{}, fmt.Errorf("upsert payment %v: %w", args[0], err)
+	}
+	return st, nil
+}

@@ -1,0 +1,178 @@
+// Package shipping is the shipping service. It schedules a shipment once it knows both the address
+// (order.placed) and that payment was authorized (payment.authorized), whichever arrives first; a
+// destination outside the supported countries fails the shipment. A cancelled order cancels its shipment.
+package shipping
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"slices"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/outbox"
+	"github.com/choreo-dev/choreo/sagas"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Shipment statuses.
+const (
+	Waiting   = "WAITING"
+	Scheduled = "SCHEDULED"
+	Failed    = "FAILED"
+	Cancelled = "CANCELLED"
+)
+
+// NeverSupported is a country code no configuration can make shippable (for demos and tests).
+const NeverSupported = "XX"
+
+// Config configures the shipping service.
+type Config struct {
+	Countries []string // ISO 3166-1 alpha-2 codes shipped to
+}
+
+// Spec describes the shipping service to the host.
+func Spec(cfg Config) host.Spec {
+	migrations, _ := fs.Sub(migrationFiles, "migrations") // embedded above: cannot fail
+	return host.Spec{
+		Name:       sagas.Shipping,
+		Topic:      sagas.Topic(sagas.Shipping),
+		Consumes:   sagas.Subscriptions(sagas.Shipping),
+		Migrations: migrations,
+		Build: func(d host.Deps) (host.Service, error) {
+			if len(cfg.Countries) == 0 {
+				return nil, errors.New("shipping: no supported countries configured")
+			}
+			return New(cfg, d.Pool, d.Topic, d.Log), nil
+		},
+	}
+}
+
+// Service is the shipping service.
+type Service struct {
+	cfg  Config
+	pool *pgxpool.Pool
+	emit outbox.Emitter
+	log  zerolog.Logger
+}
+
+// New returns the shipping service over pool, publishing to topic.
+func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Service {
+	return &Service{cfg: cfg, pool: pool, log: log, emit: outbox.Emitter{Source: sagas.Shipping, Topic: topic}}
+}
+
+// Handlers registers the shipping reactions.
+func (s *Service) Handlers(r *consumer.Router) {
+	r.On("order.placed", s.onPlaced)
+	r.On("payment.authorized", s.onAuthorized)
+	r.On("order.cancelled", s.cancel)
+}
+
+// Routes registers nothing: shipping has no public API.
+func (s *Service) Routes(*http.ServeMux) {}
+
+// Run has no background work.
+func (s *Service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+type state struct {
+	Status     string
+	Address    []byte
+	Authorized bool
+	ShipmentID *uuid.UUID
+}
+
+const returning = ` RETURNING status, address, authorized, shipment_id`
+
+func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	p := ev.Payload.(events.OrderPlaced)
+	addr, _ := json.Marshal(p.ShippingAddress) // plain struct: cannot fail
+	st, err := upsert(ctx, tx, `INSERT INTO shipments (order_id, address, status) VALUES ($1, $2, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET address = EXCLUDED.address, updated_at = now()`+returning, p.OrderID, addr)
+	if err != nil {
+		return err
+	}
+	return s.schedule(ctx, tx, ev, p.OrderID, st)
+}
+
+func (s *Service) onAuthorized(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	st, err := upsert(ctx, tx, `INSERT INTO shipments (order_id, authorized, status) VALUES ($1, true, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET authorized = true, updated_at = now()`+returning, ev.Subject)
+	if err != nil {
+		return err
+	}
+	return s.schedule(ctx, tx, ev, ev.Subject, st)
+}
+
+// schedule decides a WAITING shipment once the address is known and payment authorized.
+func (s *Service) schedule(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID string, st state) error {
+	if st.Status != Waiting || st.Address == nil || !st.Authorized {
+		return nil
+	}
+	var addr events.Address
+	if err := json.Unmarshal(st.Address, &addr); err != nil {
+		return consumer.Permanent(fmt.Errorf("shipment %s has an unreadable address: %w", orderID, err))
+	}
+	if addr.Country == NeverSupported || !slices.Contains(s.cfg.Countries, addr.Country) {
+		reason := "unsupported_country: " + addr.Country
+		if _, err := tx.Exec(ctx, `UPDATE shipments SET status = 'FAILED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
+			return fmt.Errorf("fail shipment %s: %w", orderID, err)
+		}
+		return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.ShipmentFailed{OrderID: orderID, Reason: reason})
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("shipment id: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE shipments SET status = 'SCHEDULED', shipment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
+		return fmt.Errorf("schedule shipment %s: %w", orderID, err)
+	}
+	return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.ShipmentScheduled{OrderID: orderID, ShipmentID: id.String()})
+}
+
+// cancel compensates: a scheduled shipment is cancelled; one not yet decided never will be.
+func (s *Service) cancel(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	orderID := ev.Subject
+	st, err := upsert(ctx, tx, `INSERT INTO shipments (order_id, status) VALUES ($1, 'CANCELLED')
+		ON CONFLICT (order_id) DO UPDATE SET updated_at = now()`+returning, orderID)
+	if err != nil {
+		return err
+	}
+	if st.Status != Waiting && st.Status != Scheduled {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE shipments SET status = 'CANCELLED', reason = 'order cancelled', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
+		return fmt.Errorf("cancel shipment %s: %w", orderID, err)
+	}
+	if st.Status == Waiting {
+		return nil
+	}
+	return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.ShipmentCancelled{OrderID: orderID, ShipmentID: st.ShipmentID.String()})
+}
+
+func upsert(ctx context.Context, tx pgx.Tx, sql string, args ...any) (state, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return state{}, fmt.Errorf("upsert shipment %v: %w", args[0], err)
+	}
+	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[state])
+	if err != nil {
+		return state{}, fmt.Errorf("upsert shipment %v: %w", args[0], err)
+	}
+	return st, nil
+}
