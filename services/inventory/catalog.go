@@ -8,6 +8,7 @@ import (
 	"regexp"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/choreo-dev/choreo/internal/httpapi"
 )
@@ -73,10 +74,10 @@ func (s *Service) Put(ctx context.Context, p Product) (Product, error) {
 	return p, nil
 }
 
-// Seed adds the products that are not in the catalog yet; existing ones are left alone.
-func (s *Service) Seed(ctx context.Context, products []Product) error {
+// Seed adds the products that are not in the catalog (in pool's database) yet; existing ones are left alone.
+func Seed(ctx context.Context, pool *pgxpool.Pool, products []Product) error {
 	for _, p := range products {
-		if _, err := s.pool.Exec(ctx, `INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, $2, $3, $4) ON CONFLICT (sku) DO NOTHING`,
+		if _, err := pool.Exec(ctx, `INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, $2, $3, $4) ON CONFLICT (sku) DO NOTHING`,
 			p.SKU, p.Name, p.PriceCents, p.Stock); err != nil {
 			return fmt.Errorf("seed product %s: %w", p.SKU, err)
 		}

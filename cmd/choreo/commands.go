@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/internal/ingress"
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaembed"
+	"github.com/choreo-dev/choreo/internal/pgembed"
+	"github.com/choreo-dev/choreo/internal/system"
+	"github.com/choreo-dev/choreo/sagas"
+	"github.com/choreo-dev/choreo/sagas/orderview"
+	"github.com/choreo-dev/choreo/services/inventory"
+	"github.com/choreo-dev/choreo/services/notification"
+	"github.com/choreo-dev/choreo/services/order"
+	"github.com/choreo-dev/choreo/services/payment"
+	"github.com/choreo-dev/choreo/services/shipping"
+)
+
+// systemConfig maps the binary's settings onto the services' configs.
+func systemConfig(cfg Config) system.Config {
+	return system.Config{
+		Brokers:    cfg.KafkaBrokers,
+		ServerURL:  cfg.DatabaseURL,
+		Partitions: cfg.KafkaPartitions,
+		Order:      order.Config{Deadline: cfg.SagaDeadline},
+		Inventory:  inventory.Config{OperatorToken: cfg.OperatorToken},
+		Payment:    payment.Config{DefaultLimitCents: cfg.PaymentLimitCents},
+		Shipping:   shipping.Config{Countries: cfg.ShippingCountries},
+		Notification: notification.Config{
+			SMTP:   notification.SMTPConfig{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername, Password: cfg.SMTPPassword},
+			Domain: cfg.NotifyDomain,
+		},
+		OrderView: orderview.Config{},
+	}
+}
+
+// runAll runs every service in this process, starting embedded Kafka and Postgres when none is configured.
+func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
+	log := newLogger(cfg)
+	log.Info().Fields(cfg.logFields()).Msg("starting choreo (all services)")
+
+	if len(cfg.KafkaBrokers) == 0 {
+		dir := filepath.Join(cfg.DataDir, "kafka")
+		broker, err := kafkaembed.Start(kafkaembed.Config{Addr: "127.0.0.1:9092", DataDir: dir, Log: log})
+		if err != nil {
+			return fmt.Errorf("start embedded Kafka (set KAFKA_BROKERS to use another): %w", err)
+		}
+		defer broker.Close()
+		cfg.KafkaBrokers = broker.Brokers()
+		log.Info().Strs("brokers", cfg.KafkaBrokers).Str("data", dir).Msg("embedded Kafka started")
+	}
+	if cfg.DatabaseURL == "" {
+		dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "pg"))
+		if err != nil {
+			return err
+		}
+		cluster, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Durable: true, Log: log})
+		if err != nil {
+			return fmt.Errorf("start embedded Postgres (set DATABASE_URL to use another): %w", err)
+		}
+		defer func() {
+			if err := cluster.Stop(context.WithoutCancel(ctx)); err != nil {
+				log.Error().Err(err).Msg("stop embedded Postgres")
+			}
+		}()
+		cfg.DatabaseURL = cluster.URL("postgres")
+		log.Info().Int("port", cluster.Port()).Str("data", dir).Msg("embedded Postgres started")
+	}
+
+	sc := systemConfig(cfg)
+	if cfg.SeedCatalog {
+		sc.Seed = inventory.DemoCatalog()
+	}
+	sys, err := system.Open(ctx, sc, log)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	ready := make(chan net.Addr, 1)
+	g.Go(func() error { return host.Serve(gctx, cfg.HTTPAddr, sys.Handler(), log, ready) })
+	g.Go(func() error { return sys.Run(gctx) })
+	select {
+	case addr := <-ready:
+		fmt.Fprintf(stdout, "\nchoreo is up: http://%s\n  catalog:  curl -s http://%[1]s/v1/products\n  timeline: http://%[1]s/orders\n  Ctrl-C stops it.\n\n", addr)
+	case <-gctx.Done():
+	}
+	err = g.Wait()
+	log.Info().Msg("choreo stopped")
+	return err
+}
+
+// runService runs one service (or the read model) against the configured Kafka and Postgres.
+func runService(ctx context.Context, name string, cfg Config) error {
+	log := newLogger(cfg).With().Str("service", name).Logger()
+	log.Info().Fields(cfg.logFields()).Msg("starting")
+	if len(cfg.KafkaBrokers) == 0 || cfg.DatabaseURL == "" {
+		return errors.New("KAFKA_BROKERS and DATABASE_URL are required (only `choreo run` embeds them)")
+	}
+	if err := kafkaadmin.WaitReady(ctx, cfg.KafkaBrokers); err != nil {
+		return fmt.Errorf("wait for Kafka: %w", err)
+	}
+	if err := kafkaadmin.EnsureTopics(ctx, cfg.KafkaBrokers, system.Topics(cfg.KafkaPartitions)...); err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	var spec host.Spec
+	for _, s := range system.Specs(systemConfig(cfg)) {
+		if s.Name == name {
+			spec = s
+		}
+	}
+	reg, err := events.Catalog()
+	if err != nil {
+		return err
+	}
+	unit, err := host.Open(ctx, spec, cfg.DatabaseURL, cfg.KafkaBrokers, reg, log, host.Options{})
+	if err != nil {
+		return err
+	}
+	defer unit.Close()
+	mux := http.NewServeMux()
+	unit.Routes(mux)
+	host.HealthRoutes(mux, unit.Check, host.KafkaCheck(cfg.KafkaBrokers))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return host.Serve(gctx, cfg.HTTPAddr, mux, log, nil) })
+	g.Go(func() error { return unit.Run(gctx) })
+	return g.Wait()
+}
+
+func runIngress(ctx context.Context, cfg Config) error {
+	log := newLogger(cfg).With().Str("service", "ingress").Logger()
+	log.Info().Fields(cfg.logFields()).Msg("starting")
+	h, err := ingress.New(ingress.Upstreams{Order: cfg.OrderURL, OrderView: cfg.OrderViewURL, Inventory: cfg.InventoryURL}, log)
+	if err != nil {
+		return err
+	}
+	return host.Serve(ctx, cfg.HTTPAddr, h, log, nil)
+}
+
+func createTopics(ctx context.Context, cfg Config, stdout io.Writer) error {
+	if len(cfg.KafkaBrokers) == 0 {
+		return errors.New("KAFKA_BROKERS is required")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := kafkaadmin.WaitReady(ctx, cfg.KafkaBrokers); err != nil {
+		return err
+	}
+	topics := system.Topics(cfg.KafkaPartitions)
+	if err := kafkaadmin.EnsureTopics(ctx, cfg.KafkaBrokers, topics...); err != nil {
+		return err
+	}
+	for _, t := range topics {
+		fmt.Fprintf(stdout, "topic %-28s partitions %d\n", t.Name, t.Partitions)
+	}
+	return nil
+}
+
+// healthcheck GETs /healthz on this process's HTTP_ADDR (loopback when it listens on all interfaces).
+func healthcheck(ctx context.Context, cfg Config) error {
+	host, port, _ := net.SplitHostPort(cfg.HTTPAddr) // validated
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /healthz answered %s", resp.Status)
+	}
+	return nil
+}
+
+func printSaga(stdout io.Writer) error {
+	_, err := io.WriteString(stdout, sagas.Markdown())
+	return err
+}

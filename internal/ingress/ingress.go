@@ -1,0 +1,77 @@
+// Package ingress is the thin HTTP front door when services run as separate processes: it routes each API
+// path to the service that owns it and adds nothing else. In the all-in-one mode the services' handlers
+// share one listener and no proxy is needed.
+package ingress
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/internal/httpapi"
+)
+
+// Upstreams are the base URLs of the services behind the ingress.
+type Upstreams struct {
+	Order     string // POST /v1/orders
+	OrderView string // GET /v1/orders..., the timeline pages under /orders
+	Inventory string // /v1/products...
+}
+
+// New returns the ingress handler.
+func New(up Upstreams, log zerolog.Logger) (http.Handler, error) {
+	mux := http.NewServeMux()
+	routes := []struct {
+		patterns []string
+		target   string
+	}{
+		{[]string{"POST /v1/orders"}, up.Order},
+		{[]string{"GET /v1/orders", "GET /v1/orders/{id}", "GET /orders", "GET /orders/{id}"}, up.OrderView},
+		{[]string{"GET /v1/products", "PUT /v1/products/{sku}"}, up.Inventory},
+	}
+	var checks []host.Check
+	for _, r := range routes {
+		target, err := url.Parse(r.target)
+		if err != nil || target.Scheme == "" || target.Host == "" {
+			return nil, fmt.Errorf("ingress upstream %q: want an absolute http(s) URL", r.target)
+		}
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.ErrorHandler = func(w http.ResponseWriter, req *http.Request, err error) {
+			log.Warn().Err(err).Str("upstream", target.Host).Str("path", req.URL.Path).Msg("upstream unavailable")
+			httpapi.WriteProblem(w, req, httpapi.NewProblem(http.StatusBadGateway, "the service behind this path is unavailable; retry later"))
+		}
+		for _, p := range r.patterns {
+			mux.Handle(p, proxy)
+		}
+		checks = append(checks, upstreamCheck(target))
+	}
+	host.HealthRoutes(mux, checks...)
+	return mux, nil
+}
+
+// upstreamCheck reports whether the upstream's /healthz answers 200.
+func upstreamCheck(base *url.URL) host.Check {
+	client := &http.Client{Timeout: 2 * time.Second}
+	health := base.JoinPath("/healthz").String()
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, health, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("%s: %w", base.Host, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: /healthz answered %d", base.Host, resp.StatusCode)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,143 @@
+// Package system assembles every choreo service into one process: the all-in-one mode `choreo run` uses
+// and the end-to-end tests drive. Each service still gets its own database, relay and consumer group; only
+// the process and the HTTP listener are shared.
+package system
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/sagas"
+	"github.com/choreo-dev/choreo/sagas/orderview"
+	"github.com/choreo-dev/choreo/services/inventory"
+	"github.com/choreo-dev/choreo/services/notification"
+	"github.com/choreo-dev/choreo/services/order"
+	"github.com/choreo-dev/choreo/services/payment"
+	"github.com/choreo-dev/choreo/services/shipping"
+)
+
+// Config is everything the assembled system needs.
+type Config struct {
+	Brokers      []string
+	ServerURL    string // a Postgres server; one database per service is created on it
+	Partitions   int    // partitions of each events topic
+	Order        order.Config
+	Inventory    inventory.Config
+	Payment      payment.Config
+	Shipping     shipping.Config
+	Notification notification.Config
+	OrderView    orderview.Config
+	Seed         []inventory.Product // added to the catalog if missing
+	Host         host.Options
+}
+
+// Specs returns the hosted units of the system: the five saga services and the read model.
+func Specs(cfg Config) []host.Spec {
+	return []host.Spec{
+		order.Spec(cfg.Order),
+		inventory.Spec(cfg.Inventory),
+		payment.Spec(cfg.Payment),
+		shipping.Spec(cfg.Shipping),
+		notification.Spec(cfg.Notification),
+		orderview.Spec(cfg.OrderView),
+	}
+}
+
+// Topics returns every topic the system uses: each service's events topic (kept forever, so read models
+// can be rebuilt by replaying) and its dead-letter topic.
+func Topics(partitions int) []kafkaadmin.Topic {
+	var ts []kafkaadmin.Topic
+	for _, t := range sagas.Topics() {
+		keep := map[string]string{"retention.ms": "-1"}
+		ts = append(ts,
+			kafkaadmin.Topic{Name: t, Partitions: partitions, Configs: keep},
+			kafkaadmin.Topic{Name: t + consumer.DLQSuffix, Partitions: 1, Configs: keep})
+	}
+	return ts
+}
+
+// System is the running assembly.
+type System struct {
+	units []*host.Unit
+	mux   *http.ServeMux
+	log   zerolog.Logger
+}
+
+// Open creates the topics and the databases, migrates and builds every unit, and seeds the catalog.
+func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) {
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 6
+	}
+	if err := kafkaadmin.EnsureTopics(ctx, cfg.Brokers, Topics(cfg.Partitions)...); err != nil {
+		return nil, fmt.Errorf("create topics: %w", err)
+	}
+	reg, err := events.Catalog()
+	if err != nil {
+		return nil, err
+	}
+	s := &System{mux: http.NewServeMux(), log: log}
+	for _, spec := range Specs(cfg) {
+		dbURL, err := postgres.EnsureDatabase(ctx, cfg.ServerURL, spec.Name)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("database for %s: %w", spec.Name, err)
+		}
+		u, err := host.Open(ctx, spec, dbURL, cfg.Brokers, reg, log, cfg.Host)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.units = append(s.units, u)
+		u.Routes(s.mux)
+	}
+	if len(cfg.Seed) > 0 {
+		if err := inventory.Seed(ctx, s.Unit(sagas.Inventory).Pool(), cfg.Seed); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	checks := []host.Check{host.KafkaCheck(cfg.Brokers)}
+	for _, u := range s.units {
+		checks = append(checks, u.Check)
+	}
+	host.HealthRoutes(s.mux, checks...)
+	return s, nil
+}
+
+// Handler serves every service's HTTP API plus /healthz and /readyz.
+func (s *System) Handler() http.Handler { return s.mux }
+
+// Unit returns the hosted unit called name, or nil.
+func (s *System) Unit(name string) *host.Unit {
+	for _, u := range s.units {
+		if u.Name() == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// Run runs every unit until ctx ends or one fails.
+func (s *System) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, u := range s.units {
+		g.Go(func() error { return u.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+// Close releases every unit; call it after Run returned.
+func (s *System) Close() {
+	for _, u := range s.units {
+		u.Close()
+	}
+}
