@@ -1,0 +1,158 @@
+package kafkaembed_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaembed"
+)
+
+const (
+	topic = "orders"
+	group = "billing"
+	// maxWait bounds a fetch's long poll, which Reader.Close waits out
+	// (kafka-go's default of 10s would dominate the test's run time).
+	maxWait = 250 * time.Millisecond
+)
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func start(t *testing.T, cfg kafkaembed.Config) *kafkaembed.Broker {
+	t.Helper()
+	cfg.Log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	b, err := kafkaembed.Start(cfg)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+func produce(t *testing.T, brokers []string, value string) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	if err := w.WriteMessages(testContext(t), kafka.Message{Key: []byte("order-1"), Value: []byte(value)}); err != nil {
+		t.Fatalf("produce %q: %v", value, err)
+	}
+}
+
+// consumeInGroup reads one message as the group and commits its offset.
+func consumeInGroup(t *testing.T, brokers []string) string {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, GroupID: group, StartOffset: kafka.FirstOffset, MaxWait: maxWait})
+	defer r.Close()
+	m, err := r.ReadMessage(testContext(t)) // commits synchronously
+	if err != nil {
+		t.Fatalf("consume as %s: %v", group, err)
+	}
+	return string(m.Value)
+}
+
+func committedOffset(t *testing.T, brokers []string) int64 {
+	t.Helper()
+	// A transport of its own: the shared default one may still hold a
+	// connection to the broker from before the restart.
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{}}
+	resp, err := c.OffsetFetch(testContext(t), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0}}})
+	if err != nil {
+		t.Fatalf("fetch committed offset: %v", err)
+	}
+	return resp.Topics[topic][0].CommittedOffset
+}
+
+func TestRestartWithDataDirKeepsRecordsAndOffsets(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		restart func(t *testing.T, b *kafkaembed.Broker, dir string) []string
+	}{
+		{"Close then Start on a new port", func(t *testing.T, b *kafkaembed.Broker, dir string) []string {
+			b.Close()
+			return start(t, kafkaembed.Config{DataDir: dir}).Brokers()
+		}},
+		{"Restart on the same address", func(t *testing.T, b *kafkaembed.Broker, dir string) []string {
+			before := b.Brokers()[0]
+			if err := b.Restart(); err != nil {
+				t.Fatalf("Restart: %v", err)
+			}
+			if after := b.Brokers()[0]; after != before {
+				t.Errorf("address changed on restart: %s -> %s", before, after)
+			}
+			return b.Brokers()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			b := start(t, kafkaembed.Config{DataDir: dir})
+			brokers := b.Brokers()
+			if err := kafkaadmin.EnsureTopics(testContext(t), brokers, kafkaadmin.Topic{Name: topic, Partitions: 1}); err != nil {
+				t.Fatal(err)
+			}
+			produce(t, brokers, "first")
+			if got := consumeInGroup(t, brokers); got != "first" {
+				t.Fatalf("consumed %q, want first", got)
+			}
+
+			brokers = tt.restart(t, b, dir)
+
+			if got := committedOffset(t, brokers); got != 1 {
+				t.Errorf("committed offset after restart = %d, want 1", got)
+			}
+			r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: maxWait})
+			defer r.Close()
+			m, err := r.ReadMessage(testContext(t))
+			if err != nil || string(m.Value) != "first" {
+				t.Fatalf("record after restart = %q, %v; want first", m.Value, err)
+			}
+			produce(t, brokers, "second")
+			if got := consumeInGroup(t, brokers); got != "second" {
+				t.Errorf("group resumed at %q, want second", got)
+			}
+		})
+	}
+}
+
+func TestTopicsAreNotCreatedAutomatically(t *testing.T) {
+	t.Parallel()
+	brokers := start(t, kafkaembed.Config{}).Brokers()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: "never.created", AllowAutoTopicCreation: true, MaxAttempts: 1}
+	defer w.Close()
+	err := w.WriteMessages(testContext(t), kafka.Message{Value: []byte("lost")})
+	if !errors.Is(err, kafka.UnknownTopicOrPartition) {
+		t.Fatalf("write to a missing topic: err = %v, want UnknownTopicOrPartition", err)
+	}
+}
+
+func TestInMemoryRestartStartsEmpty(t *testing.T) {
+	t.Parallel()
+	b := start(t, kafkaembed.Config{Addr: "127.0.0.1:0"})
+	if err := kafkaadmin.EnsureTopics(testContext(t), b.Brokers(), kafkaadmin.Topic{Name: topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	conn, err := kafka.DialContext(testContext(t), "tcp", b.Brokers()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ReadPartitions(topic); !errors.Is(err, kafka.UnknownTopicOrPartition) {
+		t.Errorf("topic after in-memory restart: err = %v, want UnknownTopicOrPartition", err)
+	}
+	b.Close()
+	b.Close() // a second Close does nothing
+}

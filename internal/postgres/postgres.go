@@ -1,0 +1,61 @@
+// Package postgres sets up choreo's Postgres access: a connection pool that
+// waits for the server, per-component databases and numbered migrations.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Connect opens a pool on url and pings it. While the server is unreachable
+// or starting up it retries with backoff until ctx ends, so a service may
+// start before Postgres; a refused login or a missing database fails at once.
+func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL %s: %w", Redact(url), err)
+	}
+	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create pool for postgres at %s: %w", where, err)
+	}
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		err = ping(ctx, pool)
+		if err == nil {
+			return pool, nil
+		}
+		if permanent(err) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			pool.Close()
+			return nil, fmt.Errorf("connect to postgres at %s: %w (last error: %v)", where, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+	}
+	pool.Close()
+	return nil, fmt.Errorf("connect to postgres at %s: %w", where, err)
+}
+
+func ping(ctx context.Context, pool *pgxpool.Pool) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return pool.Ping(ctx)
+}
+
+// permanent reports errors that waiting will not cure: bad credentials
+// (class 28) and a database that does not exist (3D000).
+func permanent(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return pgErr.Code == "3D000" || (len(pgErr.Code) == 5 && pgErr.Code[:2] == "28")
+}

@@ -1,0 +1,123 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/choreo-dev/choreo/internal/pgembed"
+	"github.com/choreo-dev/choreo/internal/postgres"
+)
+
+// Postgres returns a pool on a fresh, empty database; the pool is closed
+// and the database dropped when the test ends.
+func Postgres(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	url := DatabaseURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := postgres.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// DatabaseURL creates a fresh database like Postgres, but returns its URL,
+// for code under test that opens its own pool.
+func DatabaseURL(t testing.TB) string {
+	t.Helper()
+	server := ServerURL(t)
+	name := Name(t, "db")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url, err := postgres.EnsureDatabase(ctx, server, name)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := dropDatabase(server, name); err != nil {
+			t.Errorf("testenv: %v", err)
+		}
+	})
+	return url
+}
+
+func dropDatabase(serverURL, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return fmt.Errorf("connect to drop database %s: %w", name, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// ServerURL is the URL of the server's "postgres" database, for code that
+// creates databases of its own (DATABASE_URL as given, when set).
+func ServerURL(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("DATABASE_URL") == "" && !shared.mainRunning.Load() {
+		t.Fatal("testenv: the embedded Postgres is stopped by testenv.Main: add func TestMain(m *testing.M) { testenv.Main(m) } to this package")
+	}
+	shared.pgOnce.Do(shared.startPostgres)
+	if shared.pgErr != nil {
+		t.Fatalf("testenv: %v", shared.pgErr)
+	}
+	return shared.serverURL
+}
+
+func (e *env) startPostgres() {
+	if url := os.Getenv("DATABASE_URL"); url != "" {
+		e.serverURL = url
+		announce("postgres=DATABASE_URL(%s)", postgres.Redact(url))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.WarnLevel)
+	cluster, err := pgembed.Start(ctx, pgembed.Config{Log: log})
+	if errors.Is(err, pgembed.ErrBinariesNotFound) {
+		url, desc, ok, cerr := containerPostgres(ctx)
+		if cerr != nil {
+			e.pgErr = cerr
+			return
+		}
+		if ok {
+			e.serverURL = url
+			announce("postgres=%s", desc)
+			return
+		}
+	}
+	if err != nil {
+		e.pgErr = err
+		return
+	}
+	e.cluster = cluster
+	e.serverURL = cluster.URL("postgres")
+	announce("postgres=embedded(%s)", cluster.BinDir())
+}
+
+// containerPostgres is where a later change adds a testcontainers-go backend
+// for machines with Docker but no PostgreSQL binaries. Until then it offers
+// nothing (ok is false) and the embedded backend's error stands.
+func containerPostgres(context.Context) (url, desc string, ok bool, err error) {
+	return "", "", false, nil
+}
+
+// announce tells once per backend, on stderr, what the tests run against.
+func announce(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "testenv: "+format+"\n", args...)
+}
