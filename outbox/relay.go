@@ -180,9 +180,10 @@ func (r *Relay) runActive(ctx context.Context) error {
 	// ctx ending stops reading; batches already read are still published and deleted under workCtx, which
 	// ends when the lock connection dies (another relay may be active then) or the shutdown grace is over.
 	workCtx, stopWork := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer stopWork(nil)
 	wake := make(chan struct{}, 1)
-	go r.listen(workCtx, conn.Conn(), wake, stopWork)
+	listening := make(chan struct{})
+	go func() { defer close(listening); r.listen(workCtx, conn.Conn(), wake, stopWork) }()
+	defer func() { stopWork(nil); <-listening }() // the connection closes only once nothing uses it
 	defer context.AfterFunc(ctx, func() {
 		time.AfterFunc(r.cfg.grace, func() { stopWork(errors.New("shutdown grace period over")) })
 	})()

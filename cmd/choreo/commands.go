@@ -113,7 +113,7 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	if err := kafkaadmin.WaitReady(ctx, cfg.KafkaBrokers); err != nil {
 		return fmt.Errorf("wait for Kafka: %w", err)
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, cfg.KafkaBrokers, system.Topics(cfg.KafkaPartitions)...); err != nil {
+	if err := kafkaadmin.EnsureTopics(ctx, cfg.KafkaBrokers, system.Topics("", cfg.KafkaPartitions)...); err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
 	var spec host.Spec
@@ -159,7 +159,7 @@ func createTopics(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err := kafkaadmin.WaitReady(ctx, cfg.KafkaBrokers); err != nil {
 		return err
 	}
-	topics := system.Topics(cfg.KafkaPartitions)
+	topics := system.Topics("", cfg.KafkaPartitions)
 	if err := kafkaadmin.EnsureTopics(ctx, cfg.KafkaBrokers, topics...); err != nil {
 		return err
 	}

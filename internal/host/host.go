@@ -48,8 +48,11 @@ type Spec struct {
 
 // Options tunes the runtime parts of a unit; the zero value is production's defaults.
 type Options struct {
-	Consumer func(*consumer.Config) // adjusts the consumer config (tests shorten timeouts)
-	Relay    []outbox.Option
+	// Namespace prefixes every topic and consumer group name, so that several systems can share one Kafka
+	// cluster (tests do; so could staging environments).
+	Namespace string
+	Consumer  func(*consumer.Config) // adjusts the consumer config (tests shorten timeouts)
+	Relay     []outbox.Option
 }
 
 // Unit is one hosted service with its database, relay and consumer.
@@ -90,7 +93,11 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 			return fmt.Errorf("migrate %s database (%s): %w", u.spec.Name, m.component, err)
 		}
 	}
-	svc, err := u.spec.Build(Deps{Pool: u.pool, Log: u.log, Topic: u.spec.Topic})
+	topic := u.spec.Topic
+	if topic != "" {
+		topic = opts.Namespace + topic
+	}
+	svc, err := u.spec.Build(Deps{Pool: u.pool, Log: u.log, Topic: topic})
 	if err != nil {
 		return fmt.Errorf("build %s: %w", u.spec.Name, err)
 	}
@@ -100,7 +107,11 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 	if len(u.spec.Consumes) > 0 {
 		router := consumer.NewRouter(reg)
 		svc.Handlers(router)
-		cfg := consumer.Config{Brokers: brokers, Group: u.spec.Name, Topics: u.spec.Consumes}
+		topics := make([]string, len(u.spec.Consumes))
+		for i, t := range u.spec.Consumes {
+			topics[i] = opts.Namespace + t
+		}
+		cfg := consumer.Config{Brokers: brokers, Group: opts.Namespace + u.spec.Name, Topics: topics}
 		if opts.Consumer != nil {
 			opts.Consumer(&cfg)
 		}

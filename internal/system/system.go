@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
@@ -37,7 +38,8 @@ type Config struct {
 	Notification notification.Config
 	OrderView    orderview.Config
 	Seed         []inventory.Product // added to the catalog if missing
-	Host         host.Options
+	Host         host.Options        // Host.Namespace also prefixes the database names
+	Disabled     []string            // units not to run here (run elsewhere, or withheld by a test)
 }
 
 // Specs returns the hosted units of the system: the five saga services and the read model.
@@ -54,9 +56,10 @@ func Specs(cfg Config) []host.Spec {
 
 // Topics returns every topic the system uses: each service's events topic (kept forever, so read models
 // can be rebuilt by replaying) and its dead-letter topic.
-func Topics(partitions int) []kafkaadmin.Topic {
+func Topics(namespace string, partitions int) []kafkaadmin.Topic {
 	var ts []kafkaadmin.Topic
 	for _, t := range sagas.Topics() {
+		t = namespace + t
 		keep := map[string]string{"retention.ms": "-1"}
 		ts = append(ts,
 			kafkaadmin.Topic{Name: t, Partitions: partitions, Configs: keep},
@@ -77,7 +80,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 6
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, cfg.Brokers, Topics(cfg.Partitions)...); err != nil {
+	if err := kafkaadmin.EnsureTopics(ctx, cfg.Brokers, Topics(cfg.Host.Namespace, cfg.Partitions)...); err != nil {
 		return nil, fmt.Errorf("create topics: %w", err)
 	}
 	reg, err := events.Catalog()
@@ -86,7 +89,10 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 	}
 	s := &System{mux: http.NewServeMux(), log: log}
 	for _, spec := range Specs(cfg) {
-		dbURL, err := postgres.EnsureDatabase(ctx, cfg.ServerURL, spec.Name)
+		if slices.Contains(cfg.Disabled, spec.Name) {
+			continue
+		}
+		dbURL, err := postgres.EnsureDatabase(ctx, cfg.ServerURL, cfg.Host.Namespace+spec.Name)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("database for %s: %w", spec.Name, err)
@@ -99,8 +105,8 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 		s.units = append(s.units, u)
 		u.Routes(s.mux)
 	}
-	if len(cfg.Seed) > 0 {
-		if err := inventory.Seed(ctx, s.Unit(sagas.Inventory).Pool(), cfg.Seed); err != nil {
+	if inv := s.Unit(sagas.Inventory); inv != nil && len(cfg.Seed) > 0 {
+		if err := inventory.Seed(ctx, inv.Pool(), cfg.Seed); err != nil {
 			s.Close()
 			return nil, err
 		}
