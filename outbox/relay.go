@@ -75,8 +75,8 @@ func WithBatchSize(n int) Option { return func(c *config) { c.batchSize = n } }
 // WithPollInterval sets the fallback poll for when a notification is missed (default 1s).
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
 
-// WithRescanEvery bounds how long a row from a transaction that committed after later ids were read can
-// wait under sustained load before the relay rescans from the lowest id (default 1s).
+// WithRescanEvery bounds how long, under sustained load, a row from a transaction that committed after later
+// ids were read can wait before the relay rescans from the lowest id (default 1s).
 func WithRescanEvery(d time.Duration) Option { return func(c *config) { c.rescanEvery = d } }
 
 // WithLockID sets the advisory lock key that elects the active relay (default: a fixed key; one outbox per database).
@@ -215,30 +215,74 @@ type batch struct {
 	records []Record
 }
 
+// inflight is the set of ids read but not yet deleted; the reader must not read them again.
+type inflight struct {
+	mu  sync.Mutex
+	ids map[int64]struct{}
+}
+
+func (f *inflight) add(recs []Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range recs {
+		f.ids[r.ID] = struct{}{}
+	}
+}
+
+func (f *inflight) remove(ids []int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range ids {
+		delete(f.ids, id)
+	}
+}
+
+func (f *inflight) list() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]int64, 0, len(f.ids))
+	for id := range f.ids {
+		out = append(out, id)
+	}
+	return out
+}
+
 // pipeline runs the read, publish and delete stages until stopCtx ends (then drains) or workCtx ends.
 func (r *Relay) pipeline(stopCtx, workCtx context.Context, wake <-chan struct{}) {
 	toPublish := make(chan batch, 1)
 	toDelete := make(chan batch, 4)
-	done := make(chan struct{}, 1) // a batch was deleted
-	var inflight atomic.Int64
+	flying := &inflight{ids: map[int64]struct{}{}}
 
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); defer close(toDelete); r.publishStage(workCtx, toPublish, toDelete) }()
-	go func() { defer wg.Done(); r.deleteStage(workCtx, toDelete, &inflight, done) }()
+	go func() { defer wg.Done(); r.deleteStage(workCtx, toDelete, flying) }()
 
-	r.readStage(stopCtx, workCtx, wake, toPublish, &inflight, done)
+	r.readStage(stopCtx, workCtx, wake, toPublish, flying)
 	close(toPublish)
 	wg.Wait()
 }
 
-func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, inflight *atomic.Int64, done <-chan struct{}) {
+// readStage reads committed rows in id order. Ids are taken at insert time, so a transaction can commit
+// after rows with higher ids were already read. Two queries keep such late rows from waiting:
+//   - a scan from the lowest id that skips the rows in flight, whenever the relay is caught up (and at
+//     least every rescanEvery under sustained load); it finds late rows as well as new ones;
+//   - a cheap cursor read (id > last read) while full batches keep coming.
+func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, flying *inflight) {
 	var cursor int64
-	lastRescan := time.Now()
+	streaming := false
+	lastScan := time.Now()
 	poll := time.NewTimer(r.cfg.pollInterval)
 	defer poll.Stop()
 	for attempt := 0; stopCtx.Err() == nil && workCtx.Err() == nil; {
-		recs, err := r.read(stopCtx, cursor)
+		var recs []Record
+		var err error
+		if streaming {
+			recs, err = r.read(stopCtx, readAfterSQL, cursor)
+		} else {
+			recs, err = r.read(stopCtx, readSkippingSQL, flying.list())
+			lastScan = time.Now()
+		}
 		if err != nil {
 			if stopCtx.Err() != nil {
 				return
@@ -249,31 +293,25 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 				return
 			}
 			attempt++
+			streaming = false
 			continue
 		}
 		attempt = 0
 		if len(recs) > 0 {
-			inflight.Add(1)
+			flying.add(recs)
 			select {
 			case out <- batch{records: recs}:
 			case <-workCtx.Done():
 				return
 			}
-			cursor = recs[len(recs)-1].ID
+			cursor = max(cursor, recs[len(recs)-1].ID)
 		}
-		if len(recs) == r.cfg.batchSize && time.Since(lastRescan) < r.cfg.rescanEvery {
+		if len(recs) == r.cfg.batchSize {
+			streaming = time.Since(lastScan) < r.cfg.rescanEvery
 			continue
 		}
-		// Caught up, or due to look below the cursor for rows whose transactions committed late. Rows in
-		// flight are still in the table, so wait until they are deleted before rescanning from the start.
-		if !waitDrained(workCtx, inflight, done) {
-			return
-		}
-		lastRescan = time.Now()
-		if cursor > 0 || len(recs) > 0 {
-			cursor = 0
-			continue
-		}
+		// Caught up. A commit since the read left a notification in wake, so nothing is missed by waiting.
+		streaming = false
 		if !poll.Stop() {
 			select {
 			case <-poll.C:
@@ -290,23 +328,16 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 	}
 }
 
-func waitDrained(ctx context.Context, inflight *atomic.Int64, done <-chan struct{}) bool {
-	for inflight.Load() > 0 {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return false
-		}
-	}
-	return true
-}
+// Postgres 14+ hashes the array of a "<> ALL" with a parameter, so skipping in-flight ids stays cheap.
+const (
+	readAfterSQL    = `SELECT id, topic, key, headers, value, created_at FROM outbox WHERE id > $1 ORDER BY id LIMIT $2`
+	readSkippingSQL = `SELECT id, topic, key, headers, value, created_at FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
+)
 
-const readSQL = `SELECT id, topic, key, headers, value, created_at FROM outbox WHERE id > $1 ORDER BY id LIMIT $2`
-
-func (r *Relay) read(ctx context.Context, after int64) ([]Record, error) {
-	rows, err := r.pool.Query(ctx, readSQL, after, r.cfg.batchSize)
+func (r *Relay) read(ctx context.Context, sql string, arg any) ([]Record, error) {
+	rows, err := r.pool.Query(ctx, sql, arg, r.cfg.batchSize)
 	if err != nil {
-		return nil, fmt.Errorf("read outbox after id %d: %w", after, err)
+		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	recs := make([]Record, 0, r.cfg.batchSize)
 	var hs []header
@@ -329,7 +360,7 @@ func (r *Relay) read(ctx context.Context, after int64) ([]Record, error) {
 		recs = append(recs, rec)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read outbox after id %d: %w", after, err)
+		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	return recs, nil
 }
@@ -371,7 +402,7 @@ func (r *Relay) publishStage(ctx context.Context, in <-chan batch, out chan<- ba
 }
 
 // deleteStage deletes acknowledged rows, merging whatever batches are waiting into one statement.
-func (r *Relay) deleteStage(ctx context.Context, in <-chan batch, inflight *atomic.Int64, done chan<- struct{}) {
+func (r *Relay) deleteStage(ctx context.Context, in <-chan batch, flying *inflight) {
 	var ids []int64
 	for b := range in {
 		ids = appendIDs(ids[:0], b)
@@ -404,13 +435,9 @@ func (r *Relay) deleteStage(ctx context.Context, in <-chan batch, inflight *atom
 				return
 			}
 		}
+		flying.remove(ids)
 		r.published.Add(uint64(len(ids)))
 		r.batches.Add(uint64(n))
-		inflight.Add(-int64(n))
-		select {
-		case done <- struct{}{}:
-		default:
-		}
 	}
 }
 

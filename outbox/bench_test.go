@@ -1,0 +1,257 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/pgembed"
+	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/outbox"
+)
+
+const (
+	benchEvents    = 100_000
+	benchBatch     = 1000
+	benchPayload   = 500
+	benchKeys      = 1000
+	benchLagEvents = 4000
+	benchWriters   = 8
+)
+
+// BenchmarkRelay drains a backlog of 100k ~500-byte events through the relay and, in the same run, writes
+// the same messages with a raw kafka-go writer of identical settings; it reports both rates and their
+// ratio. It then measures publish lag (commit to Kafka ack) with concurrent single-event transactions.
+// Postgres runs durable (fsync on), as in production.
+func BenchmarkRelay(b *testing.B) {
+	ctx := context.Background()
+	pool := durablePostgres(b)
+	brokers := testenv.Kafka(b)
+	topic := testenv.Name(b, "bench")
+	if err := kafkaadmin.EnsureTopics(ctx, brokers, kafkaadmin.Topic{Name: topic, Partitions: 6}); err != nil {
+		b.Fatal(err)
+	}
+	msgs := benchMessages(topic)
+
+	for range b.N {
+		raw := rawRate(b, brokers, msgs)
+		relay := relayRate(b, pool, brokers, msgs)
+		lag := relayLag(b, pool, brokers, topic)
+		rawLag := rawLatency(b, brokers, topic)
+
+		b.ReportMetric(relay, "relay_events/s")
+		b.ReportMetric(raw, "raw_events/s")
+		b.ReportMetric(relay/raw, "relay/raw")
+		b.ReportMetric(ms(lag[0]), "lag_p50_ms")
+		b.ReportMetric(ms(lag[1]), "lag_p99_ms")
+		fmt.Fprintf(os.Stdout, "\nrelay benchmark: %d events of %d bytes, %d keys, batches of %d, durable Postgres, Kafka %s\n",
+			benchEvents, benchPayload, benchKeys, benchBatch, strings.Join(brokers, ","))
+		fmt.Fprintf(os.Stdout, "  raw kafka-go writer : %9.0f events/s\n", raw)
+		fmt.Fprintf(os.Stdout, "  outbox relay        : %9.0f events/s   relay/raw = %.2f\n", relay, relay/raw)
+		fmt.Fprintf(os.Stdout, "  publish lag, %d writers committing one event per transaction (%d events):\n", benchWriters, benchLagEvents)
+		fmt.Fprintf(os.Stdout, "    relay commit->ack  : p50 %6.2f ms   p99 %6.2f ms\n", ms(lag[0]), ms(lag[1]))
+		fmt.Fprintf(os.Stdout, "    raw write->ack     : p50 %6.2f ms   p99 %6.2f ms\n\n", ms(rawLag[0]), ms(rawLag[1]))
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// durablePostgres starts a private cluster with fsync on (the shared test cluster runs without it).
+func durablePostgres(b *testing.B) *pgxpool.Pool {
+	b.Helper()
+	ctx := context.Background()
+	dir := b.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil { // the server runs as user postgres
+		b.Fatal(err)
+	}
+	cluster, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Durable: true, Log: testenv.Logger(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	pool, err := postgres.Connect(ctx, cluster.URL("postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	if err := postgres.Migrate(ctx, pool, "outbox", outbox.Migrations()); err != nil {
+		b.Fatal(err)
+	}
+	return pool
+}
+
+func benchMessages(topic string) []kafka.Message {
+	payload := []byte(`{"order_id":"` + strings.Repeat("x", benchPayload-16) + `"}`)
+	msgs := make([]kafka.Message, benchEvents)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Topic: topic, Key: fmt.Appendf(nil, "order-%04d", i%benchKeys), Value: payload,
+			Headers: []kafka.Header{{Key: "ce_type", Value: []byte("order.placed")}, {Key: "ce_id", Value: fmt.Appendf(nil, "%036d", i)}}}
+	}
+	return msgs
+}
+
+// rawRate writes msgs with the relay's writer settings, one batch after another, like the relay does.
+func rawRate(b *testing.B, brokers []string, msgs []kafka.Message) float64 {
+	w := outbox.NewKafkaWriter(brokers, benchBatch)
+	defer w.Close()
+	start := time.Now()
+	for i := 0; i < len(msgs); i += benchBatch {
+		if err := w.WriteMessages(context.Background(), msgs[i:min(i+benchBatch, len(msgs))]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(len(msgs)) / time.Since(start).Seconds()
+}
+
+// relayRate loads msgs into the outbox (untimed), then times the relay draining them.
+func relayRate(b *testing.B, pool *pgxpool.Pool, brokers []string, msgs []kafka.Message) float64 {
+	ctx := context.Background()
+	for i := 0; i < len(msgs); i += benchBatch {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := outbox.AppendMessages(ctx, tx, msgs[i:min(i+benchBatch, len(msgs))]...); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w := outbox.NewKafkaWriter(brokers, benchBatch)
+	defer w.Close()
+	done := make(chan struct{})
+	var published int
+	r := outbox.NewRelay(pool, w, testenv.Logger(b), outbox.WithBatchSize(benchBatch), outbox.WithOnPublished(func(recs []outbox.Record) {
+		if published += len(recs); published == len(msgs) {
+			close(done)
+		}
+	}))
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	start := time.Now()
+	go func() { defer close(stopped); _ = r.Run(runCtx) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("relay published %d of %d in 10 minutes", published, len(msgs))
+	}
+	rate := float64(len(msgs)) / time.Since(start).Seconds()
+	cancel()
+	<-stopped
+	return rate
+}
+
+// relayLag commits benchLagEvents single-event transactions from benchWriters goroutines while a relay
+// runs, and returns the p50 and p99 of commit-to-ack.
+func relayLag(b *testing.B, pool *pgxpool.Pool, brokers []string, topic string) [2]time.Duration {
+	ctx := context.Background()
+	var mu sync.Mutex
+	committed := map[string]time.Time{}
+	var lags []time.Duration
+	all := make(chan struct{})
+	w := outbox.NewKafkaWriter(brokers, benchBatch)
+	defer w.Close()
+	r := outbox.NewRelay(pool, w, testenv.Logger(b), outbox.WithOnPublished(func(recs []outbox.Record) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rec := range recs {
+			if at, ok := committed[string(rec.Message.Value)]; ok {
+				lags = append(lags, now.Sub(at))
+			}
+		}
+		if len(lags) == benchLagEvents {
+			close(all)
+		}
+	}))
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); _ = r.Run(runCtx) }()
+	defer func() { cancel(); <-stopped }()
+
+	var wg sync.WaitGroup
+	for wr := range benchWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range benchLagEvents / benchWriters {
+				value := fmt.Sprintf("lag-%d-%d", wr, i)
+				tx, err := pool.Begin(ctx)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if err := outbox.AppendMessages(ctx, tx, kafka.Message{Topic: topic, Key: []byte(value), Value: []byte(value)}); err != nil {
+					b.Error(err)
+					return
+				}
+				// Record the commit time under the lock the ack callback takes, so an ack can never be
+				// seen before its commit time is known.
+				mu.Lock()
+				err = tx.Commit(ctx)
+				committed[value] = time.Now()
+				mu.Unlock()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-all:
+	case <-time.After(2 * time.Minute):
+		b.Fatalf("only %d of %d events acknowledged", len(lags), benchLagEvents)
+	}
+	return percentiles(lags)
+}
+
+// rawLatency is the same workload straight to Kafka: benchWriters goroutines each writing one message at a
+// time; it returns p50 and p99 of write-to-ack.
+func rawLatency(b *testing.B, brokers []string, topic string) [2]time.Duration {
+	w := outbox.NewKafkaWriter(brokers, benchBatch)
+	defer w.Close()
+	var mu sync.Mutex
+	var lats []time.Duration
+	var wg sync.WaitGroup
+	for wr := range benchWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range benchLagEvents / benchWriters {
+				v := fmt.Appendf(nil, "raw-%d-%d", wr, i)
+				start := time.Now()
+				if err := w.WriteMessages(context.Background(), kafka.Message{Key: v, Value: v, Topic: topic}); err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				lats = append(lats, time.Since(start))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return percentiles(lats)
+}
+
+func percentiles(ds []time.Duration) [2]time.Duration {
+	if len(ds) == 0 {
+		return [2]time.Duration{}
+	}
+	slices.Sort(ds)
+	return [2]time.Duration{ds[len(ds)/2], ds[len(ds)*99/100]}
+}
