@@ -10,7 +10,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"fmt"
 	"io/fs"
 	"sync"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/choreo-dev/choreo/internal/retry"
 )
 
 //go:embed migrations/*.sql
@@ -132,14 +133,24 @@ func (c *Consumer) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 	c.log.Info().Strs("topics", c.cfg.Topics).Msg("consumer started")
-	for {
+	for failures := 0; ; {
 		m, err := reader.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
+			// The reader reports group errors (broker unreachable, rebalance failed) and keeps healing
+			// itself; a service must ride out a Kafka outage, so wait and fetch again.
+			c.stats.fetchErrors.Add(1)
+			d := retry.Backoff(failures, c.cfg.BackoffMin, c.cfg.BackoffMax)
+			c.log.Warn().Err(err).Dur("retry_in", d).Msg("fetch failed; retrying")
+			if !retry.Sleep(ctx, d) {
+				return nil
+			}
+			failures++
+			continue
 		}
+		failures = 0
 		k := partitionKey{m.Topic, m.Partition}
 		ch, ok := workers[k]
 		if !ok {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"sync"
@@ -339,4 +340,37 @@ func headers(m kafka.Message) map[string]string {
 		h[x.Key] = string(x.Value)
 	}
 	return h
+}
+
+// TestConsumerRidesOutKafkaOutage stops a private broker under a running consumer and starts it again: the
+// consumer must keep running and apply what is produced afterwards.
+func TestConsumerRidesOutKafkaOutage(t *testing.T) {
+	t.Parallel()
+	broker := testenv.OwnKafka(t)
+	f := fixture{pool: testenv.Postgres(t), brokers: broker.Brokers(), topic: testenv.Name(t, "in")}
+	ctx := context.Background()
+	for name, files := range map[string]fs.FS{"outbox": outbox.Migrations(), "inbox": consumer.Migrations()} {
+		if err := postgres.Migrate(ctx, f.pool, name, files); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.pool.Exec(ctx, `CREATE TABLE applied (n bigserial PRIMARY KEY, event_id uuid NOT NULL, subject text NOT NULL, seq int NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafkaadmin.EnsureTopics(ctx, f.brokers, kafkaadmin.Topic{Name: f.topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c := f.start(t, router(t).On("order.cancelled", record), func(c *consumer.Config) {
+		c.SessionTimeout, c.RebalanceTimeout = 6*time.Second, 6*time.Second
+	})
+	f.produce(t, events.ToMessage("", event(t, "o-1", 1)))
+	eventually(t, 30*time.Second, "the first event applied", func() bool { return f.appliedCount(t) == 1 })
+
+	broker.Close()
+	eventually(t, 60*time.Second, "the consumer to notice the outage", func() bool { return c.Stats().FetchErrors > 0 })
+	if err := broker.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, events.ToMessage("", event(t, "o-1", 2)))
+	eventually(t, 90*time.Second, "the event produced after the outage applied", func() bool { return f.appliedCount(t) == 2 })
 }

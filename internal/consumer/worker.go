@@ -219,15 +219,16 @@ func (w *worker) commitOffset(ctx context.Context, m kafka.Message) {
 	w.log.Warn().Int64("offset", m.Offset).Msg("gave up committing offset; the events will be redelivered and deduped")
 }
 
-// Stats is a snapshot of a consumer's counters.
+// Stats is a snapshot of a consumer's counters. Applied counts every message whose offset moved on
+// (handled, duplicate, ignored or dead-lettered).
 type Stats struct {
-	Applied, Duplicates, Ignored, DeadLettered, Retries uint64
+	Applied, Duplicates, Ignored, DeadLettered, Retries, FetchErrors uint64
 }
 
 type counters struct {
-	applied, duplicates, ignored, deadLettered, retries atomic.Uint64
+	applied, duplicates, ignored, deadLettered, retries, fetchErrors atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
-	return Stats{c.applied.Load(), c.duplicates.Load(), c.ignored.Load(), c.deadLettered.Load(), c.retries.Load()}
+	return Stats{c.applied.Load(), c.duplicates.Load(), c.ignored.Load(), c.deadLettered.Load(), c.retries.Load(), c.fetchErrors.Load()}
 }
