@@ -20,6 +20,14 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
+## kafka-fetch: Apache Kafka 3.9 broker jars from Maven Central into ~/.cache/choreo (once, then reused)
+kafka-fetch:
+	scripts/kafka.sh fetch
+
+## test-kafka: the same suite against a real single-node KRaft broker started for the run
+test-kafka: kafka-fetch
+	scripts/with-kafka.sh $(GO) test $(TESTFLAGS) $(PKGS)
+
 test-race:
 	$(GO) test -race $(TESTFLAGS) $(PKGS)
 
@@ -33,6 +41,13 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## up / down: the whole stack in Docker (ingress 127.0.0.1:8080, Kafka UI 127.0.0.1:8081)
+up:
+	docker compose up -d --build --wait
+
+down:
+	docker compose down --remove-orphans
 
 clean:
 	rm -rf bin .data

@@ -134,6 +134,7 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	mux := http.NewServeMux()
 	unit.Routes(mux)
 	host.HealthRoutes(mux, unit.Check, host.KafkaCheck(cfg.KafkaBrokers))
+	host.Metrics(mux, unit)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return host.Serve(gctx, cfg.HTTPAddr, mux, log, nil) })
 	g.Go(func() error { return unit.Run(gctx) })

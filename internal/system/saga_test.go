@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,16 @@ func TestHappyPathConfirmsOrder(t *testing.T) {
 	}
 	if n := h.notifications(id); n != 1 {
 		t.Errorf("%d notifications, want 1", n)
+	}
+	code, metrics := h.do("GET", "/metrics", nil, nil)
+	for _, want := range []string{`choreo_relay_published_total{service="order"}`, `choreo_outbox_backlog_rows{service="payment"}`,
+		`choreo_consumer_events_total{outcome="handled",service="inventory"}`} {
+		if code != http.StatusOK || !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics (%d) lacks %s", code, want)
+		}
+	}
+	if strings.Contains(string(metrics), `choreo_relay_published_total{service="order"} 0`) {
+		t.Errorf("/metrics says the order relay published nothing")
 	}
 }
 

@@ -116,10 +116,11 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 		checks = append(checks, u.Check)
 	}
 	host.HealthRoutes(s.mux, checks...)
+	host.Metrics(s.mux, s.units...)
 	return s, nil
 }
 
-// Handler serves every service's HTTP API plus /healthz and /readyz.
+// Handler serves every service's HTTP API plus /healthz, /readyz and /metrics.
 func (s *System) Handler() http.Handler { return s.mux }
 
 // Unit returns the hosted unit called name, or nil.
