@@ -49,6 +49,14 @@ func (r *Router) OnAny(h Handler) *Router {
 	return r
 }
 
+// Lookup returns the handler routed for eventType (the OnAny handler if none), or nil.
+func (r *Router) Lookup(eventType string) Handler {
+	if h, ok := r.routes[eventType]; ok {
+		return h
+	}
+	return r.any
+}
+
 // route finds the handler for m, decoding what it needs. A nil handler means: nothing to do.
 func (r *Router) route(m kafka.Message) (Handler, Event, error) {
 	env, err := events.FromMessage(m)

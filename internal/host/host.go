@@ -125,6 +125,9 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 // Name is the service's name.
 func (u *Unit) Name() string { return u.spec.Name }
 
+// Service is the hosted service.
+func (u *Unit) Service() Service { return u.svc }
+
 // Pool is the service's database.
 func (u *Unit) Pool() *pgxpool.Pool { return u.pool }
 
