@@ -56,7 +56,7 @@ func TestRollbackPublishesNothing(t *testing.T) {
 	if e.ID != committed[0].ID {
 		t.Fatalf("first message is %s (%s), want the committed event %s", e.ID, e.Subject, committed[0].ID)
 	}
-	eventually(t, 10*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
+	testenv.Eventually(t, 10*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
 }
 
 func TestEnvelopeRoundTripThroughKafka(t *testing.T) {
@@ -245,7 +245,7 @@ func TestCrashBetweenPublishAndDeleteGivesDuplicatesNotLoss(t *testing.T) {
 			t.Errorf("event %d delivered %d times, want %d", i, counts[e.ID.String()], want)
 		}
 	}
-	eventually(t, 10*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
+	testenv.Eventually(t, 10*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
 }
 
 func TestKafkaOutageThenRecovery(t *testing.T) {
@@ -260,11 +260,11 @@ func TestKafkaOutageThenRecovery(t *testing.T) {
 	topic := newTopic(t, brokers, 2)
 	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t))
 	appendEvents(t, pool, topic, "o-before", 1, 20)
-	eventually(t, 20*time.Second, "first events published", func() bool { return relay.Stats().Published == 20 })
+	testenv.Eventually(t, 20*time.Second, "first events published", func() bool { return relay.Stats().Published == 20 })
 
 	broker.Close()
 	appendEvents(t, pool, topic, "o-during", 1, 20)
-	eventually(t, 30*time.Second, "the relay to retry against the stopped broker", func() bool { return relay.Stats().Retries > 0 })
+	testenv.Eventually(t, 30*time.Second, "the relay to retry against the stopped broker", func() bool { return relay.Stats().Retries > 0 })
 	if n := countRows(t, pool); n != 20 {
 		t.Fatalf("while Kafka is down %d rows wait, want 20", n)
 	}
@@ -282,7 +282,7 @@ func TestKafkaOutageThenRecovery(t *testing.T) {
 	if len(ids) != 40 {
 		t.Fatalf("%d distinct events delivered, want 40", len(ids))
 	}
-	eventually(t, 10*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
+	testenv.Eventually(t, 10*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
 }
 
 func TestPostgresOutageThenRecovery(t *testing.T) {
@@ -308,12 +308,12 @@ func TestPostgresOutageThenRecovery(t *testing.T) {
 	topic := newTopic(t, brokers, 1)
 	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t))
 	appendEvents(t, pool, topic, "o-pg", 1, 10)
-	eventually(t, 20*time.Second, "first events published", func() bool { return relay.Stats().Published == 10 })
+	testenv.Eventually(t, 20*time.Second, "first events published", func() bool { return relay.Stats().Published == 10 })
 
 	if err := cluster.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the relay to notice Postgres is gone", func() bool { return !relay.Stats().Active })
+	testenv.Eventually(t, 30*time.Second, "the relay to notice Postgres is gone", func() bool { return !relay.Stats().Active })
 	cluster, err = pgembed.Start(ctx, pgembed.Config{DataDir: dir, Port: port, Log: testenv.Logger(t)})
 	if err != nil {
 		t.Fatalf("restart postgres: %v", err)
@@ -323,7 +323,7 @@ func TestPostgresOutageThenRecovery(t *testing.T) {
 	if e, err := events.FromMessage(got[19]); err != nil || e.Subject != "o-pg" {
 		t.Fatalf("last message: %v %v", e, err)
 	}
-	eventually(t, 20*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
+	testenv.Eventually(t, 20*time.Second, "outbox emptied", func() bool { return countRows(t, pool) == 0 })
 }
 
 func TestBacklogIsObservable(t *testing.T) {

@@ -154,17 +154,6 @@ func (f fixture) appliedCount(t *testing.T) int {
 	return n
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRedeliveredEventIsAppliedOnce(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 1)
@@ -172,7 +161,7 @@ func TestRedeliveredEventIsAppliedOnce(t *testing.T) {
 	f.produce(t, events.ToMessage("", e1), events.ToMessage("", e1), events.ToMessage("", e2), events.ToMessage("", e1))
 	c := f.start(t, router(t).On("order.cancelled", record), nil)
 
-	eventually(t, 30*time.Second, "all four deliveries handled", func() bool {
+	testenv.Eventually(t, 30*time.Second, "all four deliveries handled", func() bool {
 		s := c.Stats()
 		return s.Applied == 4
 	})
@@ -218,7 +207,7 @@ func TestPoisonEventsAreDeadLetteredAndProcessingContinues(t *testing.T) {
 	if string(dead[0].Value) != "not an event" {
 		t.Errorf("dead letter kept value %q", dead[0].Value)
 	}
-	eventually(t, 10*time.Second, "the good event applied", func() bool { return f.appliedCount(t) == 1 })
+	testenv.Eventually(t, 10*time.Second, "the good event applied", func() bool { return f.appliedCount(t) == 1 })
 	if s := c.Stats(); s.DeadLettered != 3 {
 		t.Fatalf("stats %+v, want 3 dead letters", s)
 	}
@@ -249,7 +238,7 @@ func TestTransientFailuresRetryThenGiveUp(t *testing.T) {
 	if h := headers(dead[0]); !strings.Contains(h[consumer.HeaderDLQError], "gave up after 3 attempts") {
 		t.Fatalf("dead letter error %q", h[consumer.HeaderDLQError])
 	}
-	eventually(t, 10*time.Second, "flaky and after applied", func() bool { return f.appliedCount(t) == 2 })
+	testenv.Eventually(t, 10*time.Second, "flaky and after applied", func() bool { return f.appliedCount(t) == 2 })
 	rows, _ := f.pool.Query(context.Background(), `SELECT subject FROM applied ORDER BY n`)
 	subjects, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
@@ -298,7 +287,7 @@ func TestPartitionsRunInParallelEachInOrder(t *testing.T) {
 		return record(ctx, tx, ev)
 	}), nil)
 
-	eventually(t, 60*time.Second, "all events applied", func() bool { return f.appliedCount(t) == keys*perKey })
+	testenv.Eventually(t, 60*time.Second, "all events applied", func() bool { return f.appliedCount(t) == keys*perKey })
 	rows, _ := f.pool.Query(context.Background(), `SELECT subject, seq FROM applied ORDER BY n`)
 	type row struct {
 		Subject string
@@ -364,13 +353,13 @@ func TestConsumerRidesOutKafkaOutage(t *testing.T) {
 		c.SessionTimeout, c.RebalanceTimeout = 6*time.Second, 6*time.Second
 	})
 	f.produce(t, events.ToMessage("", event(t, "o-1", 1)))
-	eventually(t, 30*time.Second, "the first event applied", func() bool { return f.appliedCount(t) == 1 })
+	testenv.Eventually(t, 30*time.Second, "the first event applied", func() bool { return f.appliedCount(t) == 1 })
 
 	broker.Close()
-	eventually(t, 60*time.Second, "the consumer to notice the outage", func() bool { return c.Stats().FetchErrors > 0 })
+	testenv.Eventually(t, 60*time.Second, "the consumer to notice the outage", func() bool { return c.Stats().FetchErrors > 0 })
 	if err := broker.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	f.produce(t, events.ToMessage("", event(t, "o-1", 2)))
-	eventually(t, 90*time.Second, "the event produced after the outage applied", func() bool { return f.appliedCount(t) == 2 })
+	testenv.Eventually(t, 90*time.Second, "the event produced after the outage applied", func() bool { return f.appliedCount(t) == 2 })
 }

@@ -185,7 +185,7 @@ func (o orderView) types() []string {
 func (h *harness) settled(id string, want ...string) orderView {
 	h.t.Helper()
 	var o orderView
-	eventually(h.t, 60*time.Second, "order "+id+" to settle with "+strings.Join(want, ", "), func() bool {
+	testenv.Eventually(h.t, 60*time.Second, "order "+id+" to settle with "+strings.Join(want, ", "), func() bool {
 		code, body := h.do("GET", "/v1/orders/"+id, nil, nil)
 		if code != http.StatusOK {
 			return false
@@ -285,17 +285,6 @@ func (h *harness) topicMessages(topic string) []kafka.Message {
 		r.Close()
 	}
 	return all
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func sku(t *testing.T) string { return strings.ToUpper(testenv.Name(t, "sku")) }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/choreo-dev/choreo/internal/testenv"
 	"github.com/choreo-dev/choreo/sagas"
 )
 
@@ -55,7 +56,7 @@ func (h *harness) drained() {
 	h.t.Helper()
 	client := &kafka.Client{Addr: kafka.TCP(h.cfg.Brokers...), Transport: &kafka.Transport{}}
 	ns := h.cfg.Host.Namespace
-	eventually(h.t, 60*time.Second, "consumers and relays to drain", func() bool {
+	testenv.Eventually(h.t, 60*time.Second, "consumers and relays to drain", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for _, svc := range append(sagas.Services(), "orderview") {

@@ -108,7 +108,7 @@ func TestBrokerRestartMidSaga(t *testing.T) {
 			t.Errorf("order %s: %d notifications, want 1", id, n)
 		}
 	}
-	eventually(t, 90*time.Second, "every reservation settled", func() bool { return h.stock(s).Reserved == 0 })
+	testenv.Eventually(t, 90*time.Second, "every reservation settled", func() bool { return h.stock(s).Reserved == 0 })
 	if st := h.stock(s); st.Sold != confirmedUnits || st.Stock+st.Sold != 1000 {
 		t.Errorf("stock %+v: want sold = %d confirmed units and stock + sold = 1000", st, confirmedUnits)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/testenv"
 	"github.com/choreo-dev/choreo/sagas"
 )
 
@@ -99,7 +100,7 @@ func TestCompensationPaths(t *testing.T) {
 			if p := h.paymentStatus(id); p != tc.payment {
 				t.Errorf("payment %s, want %s", p, tc.payment)
 			}
-			eventually(t, 30*time.Second, "shipping to settle", func() bool {
+			testenv.Eventually(t, 30*time.Second, "shipping to settle", func() bool {
 				return scalar[string](h, sagas.Shipping, `SELECT coalesce((SELECT status FROM shipments WHERE order_id = $1), 'NONE')`, id) == tc.shipment
 			})
 			if n := h.notifications(id); n != 1 {
@@ -140,7 +141,7 @@ func TestDeadlineExpiresStuckOrder(t *testing.T) {
 	late := cfg
 	late.Disabled = []string{sagas.Order, sagas.Inventory, sagas.Payment, sagas.Notification, "orderview"}
 	lateShipping := start(t, late)
-	eventually(t, 60*time.Second, "late shipping to cancel or never schedule", func() bool {
+	testenv.Eventually(t, 60*time.Second, "late shipping to cancel or never schedule", func() bool {
 		st := scalar[string](lateShipping, sagas.Shipping, `SELECT coalesce((SELECT status FROM shipments WHERE order_id = $1), 'NONE')`, id)
 		return st == "CANCELLED"
 	})
@@ -202,7 +203,7 @@ func TestConcurrentOrdersNeverOversell(t *testing.T) {
 	if final["CONFIRMED"] != 100 || final["CANCELLED"] != 200 {
 		t.Errorf("final states %v, want 100 confirmed and 200 cancelled", final)
 	}
-	eventually(t, 60*time.Second, "every reservation settled", func() bool { return h.stock(s).Reserved == 0 })
+	testenv.Eventually(t, 60*time.Second, "every reservation settled", func() bool { return h.stock(s).Reserved == 0 })
 	if got := h.stock(s); got != (stock{Stock: 0, Sold: 100}) {
 		t.Errorf("stock %+v, want exactly 100 sold and none left", got)
 	}
@@ -237,7 +238,7 @@ func TestEveryEventDeliveredTwiceChangesNothing(t *testing.T) {
 	for _, id := range ids {
 		h.settled(id, "notification.sent")
 	}
-	eventually(t, 30*time.Second, "compensations to finish", func() bool { return h.stock(s).Reserved == 0 })
+	testenv.Eventually(t, 30*time.Second, "compensations to finish", func() bool { return h.stock(s).Reserved == 0 })
 	before := h.snapshot(ids, s)
 
 	for round, clearInbox := range []bool{false, true} {

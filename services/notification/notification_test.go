@@ -163,17 +163,6 @@ func status(t *testing.T, u *host.Unit) (string, int, string) {
 	return st, attempts, lastErr
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestOutcomeIsMailedExactlyOnce(t *testing.T) {
 	t.Parallel()
 	srv := newSMTPServer(t, false)
@@ -182,7 +171,7 @@ func TestOutcomeIsMailedExactlyOnce(t *testing.T) {
 	confirmed := events.OrderConfirmed{OrderID: "o-1"}
 	publish(placed, confirmed, confirmed) // the outcome twice, as two distinct events
 
-	waitFor(t, "the notification to be sent", func() bool { s, _, _ := status(t, u); return s == "SENT" })
+	testenv.Eventually(t, 30*time.Second, "the notification to be sent", func() bool { s, _, _ := status(t, u); return s == "SENT" })
 	mails := srv.received()
 	if len(mails) != 1 {
 		t.Fatalf("%d mails, want exactly 1", len(mails))
@@ -192,7 +181,7 @@ func TestOutcomeIsMailedExactlyOnce(t *testing.T) {
 			t.Errorf("mail lacks %q:\n%s", want, mails[0])
 		}
 	}
-	waitFor(t, "notification.sent to be published", func() bool { return u.Relay().Stats().Published >= 1 })
+	testenv.Eventually(t, 30*time.Second, "notification.sent to be published", func() bool { return u.Relay().Stats().Published >= 1 })
 }
 
 func TestUndeliverableMailIsRecordedAsFailed(t *testing.T) {
@@ -202,7 +191,7 @@ func TestUndeliverableMailIsRecordedAsFailed(t *testing.T) {
 	publish(events.OrderPlaced{OrderID: "o-1", CustomerID: "bob", Items: []events.Item{{SKU: "A", Quantity: 1}}},
 		events.OrderCancelled{OrderID: "o-1", Reason: events.ReasonOutOfStock})
 
-	waitFor(t, "the notification to fail", func() bool { s, _, _ := status(t, u); return s == "FAILED" })
+	testenv.Eventually(t, 30*time.Second, "the notification to fail", func() bool { s, _, _ := status(t, u); return s == "FAILED" })
 	_, attempts, lastErr := status(t, u)
 	if attempts != 2 || !strings.Contains(lastErr, "550") {
 		t.Fatalf("attempts %d, last error %q; want 2 attempts and the server's 550", attempts, lastErr)
