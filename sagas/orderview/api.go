@@ -1,0 +1,70 @@
+package orderview
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/choreo-dev/choreo/internal/httpapi"
+)
+
+func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusNotFound, "no order has this id"))
+		return
+	}
+	o, err := s.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusNotFound, "no order has this id (a new order shows up once its order.placed is projected)"))
+	case err != nil:
+		s.log.Error().Err(err).Str("order_id", id.String()).Msg("get order failed")
+		httpapi.WriteError(w, r, err)
+	default:
+		httpapi.WriteJSON(w, http.StatusOK, o)
+	}
+}
+
+func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
+	f, errs := parseFilter(r.URL.Query())
+	if len(errs) > 0 {
+		httpapi.WriteProblem(w, r, httpapi.Invalid(errs))
+		return
+	}
+	p, err := s.List(r.Context(), f)
+	if err != nil {
+		s.log.Error().Err(err).Msg("list orders failed")
+		httpapi.WriteError(w, r, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, p)
+}
+
+// parseFilter reads status, customer_id, limit and cursor, listing every invalid one.
+func parseFilter(q url.Values) (Filter, []httpapi.FieldError) {
+	var errs []httpapi.FieldError
+	f := Filter{Status: q.Get("status"), CustomerID: q.Get("customer_id"), Cursor: q.Get("cursor")}
+	switch f.Status {
+	case "", Pending, Confirmed, Cancelled:
+	default:
+		errs = append(errs, httpapi.FieldError{Field: "status", Detail: fmt.Sprintf("must be %s, %s or %s", Pending, Confirmed, Cancelled)})
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxLimit {
+			errs = append(errs, httpapi.FieldError{Field: "limit", Detail: fmt.Sprintf("must be an integer between 1 and %d", MaxLimit)})
+		}
+		f.Limit = n
+	}
+	if f.Cursor != "" {
+		if _, err := decodeCursor(f.Cursor); err != nil {
+			errs = append(errs, httpapi.FieldError{Field: "cursor", Detail: "must be the next value of a previous page"})
+		}
+	}
+	return f, errs
+}
