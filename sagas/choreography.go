@@ -37,7 +37,9 @@ type Reaction struct {
 }
 
 // IsEvent reports whether the reaction's trigger is an event (as opposed to a request or a timer).
-func (r Reaction) IsEvent() bool { return r.Trigger != TriggerPlaceOrder && r.Trigger != TriggerDeadline }
+func (r Reaction) IsEvent() bool {
+	return r.Trigger != TriggerPlaceOrder && r.Trigger != TriggerDeadline
+}
 
 // Triggers that are not events.
 const (
