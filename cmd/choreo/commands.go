@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-dev/choreo/events"
@@ -18,6 +19,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/kafkaembed"
 	"github.com/choreo-dev/choreo/internal/pgembed"
+	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/system"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
@@ -46,37 +48,53 @@ func systemConfig(cfg Config) system.Config {
 	}
 }
 
-// runAll runs every service in this process, starting embedded Kafka and Postgres when none is configured.
-func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
-	log := newLogger(cfg)
-	log.Info().Fields(cfg.logFields()).Msg("starting choreo (all services)")
-
+// startEmbedded starts the in-process Kafka broker and the Postgres cluster, each only when none is
+// configured, with their data under DataDir, and returns cfg pointing at them and a function that stops them.
+func startEmbedded(ctx context.Context, cfg Config, log zerolog.Logger) (Config, func(), error) {
+	var stops []func()
+	stop := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
 	if len(cfg.KafkaBrokers) == 0 {
 		dir := filepath.Join(cfg.DataDir, "kafka")
 		broker, err := kafkaembed.Start(kafkaembed.Config{Addr: "127.0.0.1:9092", DataDir: dir, Log: log})
 		if err != nil {
-			return fmt.Errorf("start embedded Kafka (set KAFKA_BROKERS to use another): %w", err)
+			return cfg, stop, fmt.Errorf("start embedded Kafka (set KAFKA_BROKERS to use another): %w", err)
 		}
-		defer broker.Close()
+		stops = append(stops, broker.Close)
 		cfg.KafkaBrokers = broker.Brokers()
 		log.Info().Strs("brokers", cfg.KafkaBrokers).Str("data", dir).Msg("embedded Kafka started")
 	}
 	if cfg.DatabaseURL == "" {
 		dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "pg"))
 		if err != nil {
-			return err
+			return cfg, stop, err
 		}
 		cluster, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Durable: true, Log: log})
 		if err != nil {
-			return fmt.Errorf("start embedded Postgres (set DATABASE_URL to use another): %w", err)
+			return cfg, stop, fmt.Errorf("start embedded Postgres (set DATABASE_URL to use another): %w", err)
 		}
-		defer func() {
+		stops = append(stops, func() {
 			if err := cluster.Stop(context.WithoutCancel(ctx)); err != nil {
 				log.Error().Err(err).Msg("stop embedded Postgres")
 			}
-		}()
+		})
 		cfg.DatabaseURL = cluster.URL("postgres")
 		log.Info().Int("port", cluster.Port()).Str("data", dir).Msg("embedded Postgres started")
+	}
+	return cfg, stop, nil
+}
+
+// runAll runs every service in this process, starting embedded Kafka and Postgres when none is configured.
+func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
+	log := newLogger(cfg)
+	log.Info().Fields(cfg.logFields()).Msg("starting choreo (all services)")
+	cfg, stopEmbedded, err := startEmbedded(ctx, cfg, log)
+	defer stopEmbedded()
+	if err != nil {
+		return err
 	}
 
 	sc := systemConfig(cfg)
@@ -190,6 +208,49 @@ func healthcheck(ctx context.Context, cfg Config) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("healthcheck: /healthz answered %s", resp.Status)
 	}
+	return nil
+}
+
+// replayReadModel deletes the read model's consumer group and wipes its tables, so that the next start of
+// orderview (or `choreo run`) rebuilds it from the earliest offset of every topic. DATABASE_URL is the read
+// model's own database, as for `choreo orderview`; with neither DATABASE_URL nor KAFKA_BROKERS it works on
+// the embedded data of `choreo run`. Every orderview consumer must be stopped first; otherwise nothing changes.
+func replayReadModel(ctx context.Context, cfg Config, stdout io.Writer) error {
+	log := newLogger(cfg)
+	embedded := cfg.DatabaseURL == "" && len(cfg.KafkaBrokers) == 0
+	if !embedded && (cfg.DatabaseURL == "" || len(cfg.KafkaBrokers) == 0) {
+		return errors.New("set both KAFKA_BROKERS and DATABASE_URL (the read model's database), or neither to use the embedded data of `choreo run`")
+	}
+	cfg, stopEmbedded, err := startEmbedded(ctx, cfg, log)
+	defer stopEmbedded()
+	if err != nil {
+		return err
+	}
+	dbURL := cfg.DatabaseURL
+	if embedded {
+		if dbURL, err = postgres.EnsureDatabase(ctx, cfg.DatabaseURL, orderview.Name); err != nil {
+			return err
+		}
+	}
+	pool, err := postgres.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	view, err := orderview.New(orderview.Config{}, pool, log)
+	if err != nil {
+		return err
+	}
+	if err := kafkaadmin.DeleteGroup(ctx, cfg.KafkaBrokers, orderview.Name); err != nil {
+		if errors.Is(err, kafkaadmin.ErrGroupActive) {
+			return fmt.Errorf("stop every orderview process (or `choreo run`) first; nothing was changed: %w", err)
+		}
+		return err
+	}
+	if err := view.Reset(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "read model wiped and its consumer group deleted: the next start of orderview (or `make run`) rebuilds it from every topic's first event")
 	return nil
 }
 

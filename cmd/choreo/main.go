@@ -24,6 +24,7 @@ Commands:
   notification   the notification service     orderview      the order read model and timeline pages
   ingress        the HTTP front door routing to the services
   topics         create every topic with its partitions, then exit
+  replay         wipe the order read model and its consumer group so it is rebuilt from the topics
   healthcheck    exit 0 if this container's /healthz answers (for image health checks)
   saga           print the saga's documentation (docs/saga.md)
 
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runIngress(ctx, cfg)
 	case "topics":
 		return createTopics(ctx, cfg, stdout)
+	case "replay":
+		return replayReadModel(ctx, cfg, stdout)
 	case "healthcheck":
 		return healthcheck(ctx, cfg)
 	case "saga":

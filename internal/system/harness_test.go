@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,10 +31,11 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // harness is a whole system in its own namespace (topics, groups, databases) behind an HTTP test server.
 type harness struct {
-	t   *testing.T
-	cfg system.Config
-	sys *system.System
-	url string
+	t    *testing.T
+	cfg  system.Config
+	sys  *system.System
+	url  string
+	wait func() // waits until the system stopped, then releases it
 }
 
 func baseConfig(t *testing.T) system.Config {
@@ -63,28 +65,39 @@ func baseConfig(t *testing.T) system.Config {
 func start(t *testing.T, cfg system.Config) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	h := startUntil(t, ctx, cfg)
+	t.Cleanup(cancel) // registered last, so it runs before the harness's own cleanup waits
+	return h
+}
+
+// startUntil opens and runs a system until ctx ends; h.wait (also run at cleanup) waits for it to stop.
+func startUntil(t *testing.T, ctx context.Context, cfg system.Config) *harness {
+	t.Helper()
 	sys, err := system.Open(ctx, cfg, testenv.Logger(t))
 	if err != nil {
-		cancel()
 		t.Fatalf("open system: %v", err)
 	}
 	srv := httptest.NewServer(sys.Handler())
 	done := make(chan error, 1)
 	go func() { done <- sys.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("system run: %v", err)
+	h := &harness{t: t, cfg: cfg, sys: sys, url: srv.URL}
+	var once sync.Once
+	h.wait = func() {
+		once.Do(func() {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("system run: %v", err)
+				}
+			case <-time.After(60 * time.Second):
+				t.Error("system did not stop within 60s")
 			}
-		case <-time.After(60 * time.Second):
-			t.Error("system did not stop within 60s")
-		}
-		srv.Close()
-		sys.Close()
-	})
-	return &harness{t: t, cfg: cfg, sys: sys, url: srv.URL}
+			srv.Close()
+			sys.Close()
+		})
+	}
+	t.Cleanup(h.wait)
+	return h
 }
 
 func (h *harness) do(method, path string, body any, header map[string]string) (int, []byte) {
