@@ -131,19 +131,6 @@ func (k kafkaEnv) host(t *testing.T, dbURL, group string) hosted {
 }
 
 // eventually polls cond every 20ms until it holds, failing the test after within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		case <-tick.C:
-		}
-	}
-}
 
 // groupName is a consumer group unique to this call that is also a valid migration component name.
 func groupName(t *testing.T) string {
@@ -162,7 +149,7 @@ func TestHostedProjectionDedupeAndReplay(t *testing.T) {
 
 	// stock.reserved first: the order exists only as a partial row, which the API does not show.
 	k.produce(t, s.reserved(100*time.Millisecond, 1200, events.PricedLine{SKU: "mug", Quantity: 2, PriceCents: 600}))
-	eventually(t, 30*time.Second, "stock.reserved on the timeline", func() bool {
+	testenv.Eventually(t, 30*time.Second, "stock.reserved on the timeline", func() bool {
 		var n int
 		err := h.pool.QueryRow(ctx, `SELECT count(*) FROM timeline WHERE order_id = $1`, s.id).Scan(&n)
 		return err == nil && n == 1
@@ -185,7 +172,7 @@ func TestHostedProjectionDedupeAndReplay(t *testing.T) {
 	k.produce(t, audit)
 
 	var settled orderview.Order
-	eventually(t, 30*time.Second, "the cancelled order with its whole timeline", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the cancelled order with its whole timeline", func() bool {
 		var found bool
 		settled, found = h.lookup(t, s.id)
 		return found && settled.Status == orderview.Cancelled && len(settled.Timeline) == 7
@@ -197,7 +184,7 @@ func TestHostedProjectionDedupeAndReplay(t *testing.T) {
 
 	// A redelivered event is recognised by the inbox and changes nothing.
 	k.produce(t, placed)
-	eventually(t, 30*time.Second, "the redelivered order.placed deduplicated", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the redelivered order.placed deduplicated", func() bool {
 		return h.unit.Consumer().Stats().Duplicates >= 1
 	})
 	if again := h.get(t, s.id); !reflect.DeepEqual(again, settled) {
@@ -224,7 +211,7 @@ func TestHostedProjectionDedupeAndReplay(t *testing.T) {
 	}
 	replay := k.host(t, dbURL, groupName(t))
 	var rebuilt orderview.Order
-	eventually(t, 30*time.Second, "the replay to rebuild the order", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the replay to rebuild the order", func() bool {
 		var found bool
 		rebuilt, found = replay.lookup(t, s.id)
 		return found && len(rebuilt.Timeline) == 7
