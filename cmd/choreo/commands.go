@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/internal/ingress"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
@@ -211,26 +212,36 @@ func healthcheck(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// replayReadModel deletes the read model's consumer group and wipes its tables, so that the next start of
-// orderview (or `choreo run`) rebuilds it from the earliest offset of every topic. DATABASE_URL is the read
-// model's own database, as for `choreo orderview`; with neither DATABASE_URL nor KAFKA_BROKERS it works on
-// the embedded data of `choreo run`. Every orderview consumer must be stopped first; otherwise nothing changes.
-func replayReadModel(ctx context.Context, cfg Config, stdout io.Writer) error {
-	log := newLogger(cfg)
+// serviceDatabase resolves the database of one service for the maintenance commands: DATABASE_URL is that
+// service's own database (as for `choreo <service>`); with neither DATABASE_URL nor KAFKA_BROKERS they
+// work on the embedded data of `choreo run`, which must not be running.
+func serviceDatabase(ctx context.Context, cfg Config, service string, log zerolog.Logger) (Config, string, func(), error) {
 	embedded := cfg.DatabaseURL == "" && len(cfg.KafkaBrokers) == 0
 	if !embedded && (cfg.DatabaseURL == "" || len(cfg.KafkaBrokers) == 0) {
-		return errors.New("set both KAFKA_BROKERS and DATABASE_URL (the read model's database), or neither to use the embedded data of `choreo run`")
+		return cfg, "", func() {}, fmt.Errorf("set both KAFKA_BROKERS and DATABASE_URL (the %s database), or neither to use the embedded data of `choreo run`", service)
 	}
-	cfg, stopEmbedded, err := startEmbedded(ctx, cfg, log)
-	defer stopEmbedded()
+	cfg, stop, err := startEmbedded(ctx, cfg, log)
 	if err != nil {
-		return err
+		return cfg, "", stop, err
 	}
 	dbURL := cfg.DatabaseURL
 	if embedded {
-		if dbURL, err = postgres.EnsureDatabase(ctx, cfg.DatabaseURL, orderview.Name); err != nil {
-			return err
+		if dbURL, err = postgres.EnsureDatabase(ctx, cfg.DatabaseURL, service); err != nil {
+			return cfg, "", stop, err
 		}
+	}
+	return cfg, dbURL, stop, nil
+}
+
+// replayReadModel deletes the read model's consumer group and wipes its tables, so that the next start of
+// orderview (or `choreo run`) rebuilds it from the earliest offset of every topic. Every orderview consumer
+// must be stopped first; otherwise nothing changes.
+func replayReadModel(ctx context.Context, cfg Config, stdout io.Writer) error {
+	log := newLogger(cfg)
+	cfg, dbURL, stop, err := serviceDatabase(ctx, cfg, orderview.Name, log)
+	defer stop()
+	if err != nil {
+		return err
 	}
 	pool, err := postgres.Connect(ctx, dbURL)
 	if err != nil {
@@ -251,6 +262,68 @@ func replayReadModel(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "read model wiped and its consumer group deleted: the next start of orderview (or `make run`) rebuilds it from every topic's first event")
+	return nil
+}
+
+// deadLetters lists the dead letters of one service (`choreo dlq SERVICE`), or hands them back to it once
+// their cause is fixed (`choreo dlq SERVICE redrive`).
+func deadLetters(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
+	if len(args) == 0 || len(args) > 2 || (len(args) == 2 && args[1] != "redrive") {
+		return errors.New("usage: choreo dlq SERVICE [redrive]")
+	}
+	service := args[0]
+	var spec *host.Spec
+	for _, s := range system.Specs(systemConfig(cfg)) {
+		if s.Name == service {
+			spec = &s
+		}
+	}
+	if spec == nil {
+		return fmt.Errorf("no service %q", service)
+	}
+	log := newLogger(cfg)
+	cfg, dbURL, stop, err := serviceDatabase(ctx, cfg, service, log)
+	defer stop()
+	if err != nil {
+		return err
+	}
+	var redriver *consumer.Redriver
+	if len(args) == 2 {
+		pool, err := postgres.Connect(ctx, dbURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		redriver = &consumer.Redriver{Brokers: cfg.KafkaBrokers, Group: service, Pool: pool}
+	}
+	total := 0
+	for _, topic := range spec.Consumes {
+		dlq := topic + consumer.DLQSuffix
+		show := func(d consumer.DeadLetter, redriven bool) {
+			total++
+			action := ""
+			if redriver != nil {
+				action = map[bool]string{true: "redriven  ", false: "not events"}[redriven] + " "
+			}
+			fmt.Fprintf(stdout, "%s%s  %-20s %-36s from %s: %s\n", action, d.At.Format(time.DateTime), d.EventType, d.EventID, d.Origin, d.Error)
+		}
+		if redriver != nil {
+			if _, err := redriver.Redrive(ctx, dlq, show); err != nil {
+				return err
+			}
+			continue
+		}
+		letters, err := consumer.ListDeadLetters(ctx, cfg.KafkaBrokers, dlq)
+		if err != nil {
+			return err
+		}
+		for _, d := range letters {
+			if d.Consumer == service {
+				show(d, false)
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "%d dead letters of %s\n", total, service)
 	return nil
 }
 

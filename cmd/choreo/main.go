@@ -25,6 +25,7 @@ Commands:
   ingress        the HTTP front door routing to the services
   topics         create every topic with its partitions, then exit
   replay         wipe the order read model and its consumer group so it is rebuilt from the topics
+  dlq SERVICE    list the service's dead letters; 'dlq SERVICE redrive' hands them back once fixed
   healthcheck    exit 0 if this container's /healthz answers (for image health checks)
   saga           print the saga's documentation (docs/saga.md)
 
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return createTopics(ctx, cfg, stdout)
 	case "replay":
 		return replayReadModel(ctx, cfg, stdout)
+	case "dlq":
+		return deadLetters(ctx, cfg, fs.Args(), stdout)
 	case "healthcheck":
 		return healthcheck(ctx, cfg)
 	case "saga":

@@ -363,3 +363,36 @@ func TestConsumerRidesOutKafkaOutage(t *testing.T) {
 	f.produce(t, events.ToMessage("", event(t, "o-1", 2)))
 	testenv.Eventually(t, 90*time.Second, "the event produced after the outage applied", func() bool { return f.appliedCount(t) == 2 })
 }
+
+// TestRedriveHandsDeadLettersBack dead-letters an event its handler refuses, "fixes" the handler, redrives
+// the dead-letter topic and checks the event is applied once; a second redrive finds nothing to do.
+func TestRedriveHandsDeadLettersBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	group := testenv.Name(t, "group")
+	var fixed atomic.Bool
+	f.start(t, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		if ev.Subject == "o-bug" && !fixed.Load() {
+			return consumer.Permanent(errors.New("bug in handler"))
+		}
+		return record(ctx, tx, ev)
+	}), func(c *consumer.Config) { c.Group = group })
+	f.produce(t, events.ToMessage("", event(t, "o-bug", 1)), events.ToMessage("", event(t, "o-ok", 1)))
+	consume(t, f.brokers, f.topic+consumer.DLQSuffix, 1)
+	testenv.Eventually(t, 10*time.Second, "the good event applied", func() bool { return f.appliedCount(t) == 1 })
+
+	fixed.Store(true)
+	r := consumer.Redriver{Brokers: f.brokers, Group: group, Pool: f.pool}
+	var seen []consumer.DeadLetter
+	n, err := r.Redrive(context.Background(), f.topic+consumer.DLQSuffix, func(d consumer.DeadLetter, ok bool) { seen = append(seen, d) })
+	if err != nil || n != 1 {
+		t.Fatalf("redrive: %d, %v; want 1 redriven", n, err)
+	}
+	if len(seen) != 1 || seen[0].EventType != "order.cancelled" || !strings.Contains(seen[0].Error, "bug in handler") || seen[0].Consumer != group {
+		t.Fatalf("dead letters reported: %+v", seen)
+	}
+	testenv.Eventually(t, 30*time.Second, "the redriven event applied", func() bool { return f.appliedCount(t) == 2 })
+	if n, err := r.Redrive(context.Background(), f.topic+consumer.DLQSuffix, nil); err != nil || n != 0 {
+		t.Fatalf("second redrive: %d, %v; want nothing left", n, err)
+	}
+}

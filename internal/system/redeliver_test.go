@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/testenv"
 	"github.com/choreo-dev/choreo/sagas"
 )
@@ -54,7 +55,6 @@ func (h *harness) redeliverAll() map[string]int {
 // is empty: nothing is left in flight.
 func (h *harness) drained() {
 	h.t.Helper()
-	client := &kafka.Client{Addr: kafka.TCP(h.cfg.Brokers...), Transport: &kafka.Transport{}}
 	ns := h.cfg.Host.Namespace
 	testenv.Eventually(h.t, 60*time.Second, "consumers and relays to drain", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -73,7 +73,7 @@ func (h *harness) drained() {
 				topics = sagas.Topics()
 			}
 			for _, topic := range topics {
-				if lag, err := groupLag(ctx, client, ns+svc, ns+topic); err != nil || lag > 0 {
+				if lag, err := groupLag(ctx, h.cfg.Brokers, ns+svc, ns+topic); err != nil || lag > 0 {
 					return false
 				}
 			}
@@ -83,35 +83,13 @@ func (h *harness) drained() {
 }
 
 // groupLag is how many messages of topic group has not committed yet.
-func groupLag(ctx context.Context, client *kafka.Client, group, topic string) (int64, error) {
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(meta.Topics) != 1 {
-		return 0, fmt.Errorf("metadata %s: %v", topic, err)
-	}
-	var reqs []kafka.OffsetRequest
-	var parts []int
-	for _, p := range meta.Topics[0].Partitions {
-		reqs = append(reqs, kafka.LastOffsetOf(p.ID))
-		parts = append(parts, p.ID)
-	}
-	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		return 0, err
-	}
-	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
-	if err != nil {
-		return 0, err
-	}
-	done := map[int]int64{}
-	for _, p := range committed.Topics[topic] {
-		done[p.Partition] = p.CommittedOffset
-	}
+func groupLag(ctx context.Context, brokers []string, group, topic string) (int64, error) {
+	offsets, err := kafkaadmin.GroupOffsets(ctx, brokers, group, topic)
 	var lag int64
-	for _, p := range ends.Topics[topic] {
-		c := max(done[p.Partition], 0)
-		lag += p.LastOffset - c
+	for _, p := range offsets {
+		lag += p.Lag()
 	}
-	return lag, nil
+	return lag, err
 }
 
 // snapshot renders every service's state for the orders and sku, to compare before and after.

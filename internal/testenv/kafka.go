@@ -1,9 +1,11 @@
 package testenv
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -32,6 +34,9 @@ func (e *env) startKafka() {
 		announce("kafka=KAFKA_BROKERS(%s)", strings.Join(e.brokers, ","))
 		return
 	}
+	if e.kafkaFromBackends() {
+		return
+	}
 	b, err := kafkaembed.Start(kafkaembed.Config{Addr: "127.0.0.1:0", Log: zerolog.Nop()})
 	if err != nil {
 		e.kafkaErr = err
@@ -40,6 +45,34 @@ func (e *env) startKafka() {
 	e.broker = b
 	e.brokers = b.Brokers()
 	announce("kafka=kfake(%s)", strings.Join(e.brokers, ","))
+}
+
+// kafkaFromBackends starts the Kafka container when the binary's backends are containers. It
+// returns false when kfake is to be used: by choice, or because the container would not start
+// (an error only if CHOREO_TESTCONTAINERS=1 demanded it).
+func (e *env) kafkaFromBackends() bool {
+	b := e.backends()
+	if b.err != nil {
+		e.kafkaErr = b.err
+		return true
+	}
+	if b.kafka != container {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	brokers, err := e.startKafkaContainer(ctx)
+	if err != nil {
+		if requireContainers() {
+			e.kafkaErr = err
+			return true
+		}
+		announce("%v: falling back to kfake", err)
+		return false
+	}
+	e.brokers = brokers
+	announce("kafka=container(%s, %s)", kafkaImage, strings.Join(brokers, ","))
+	return true
 }
 
 // OwnKafka starts a broker for this test alone, for tests that stop and

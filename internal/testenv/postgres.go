@@ -87,10 +87,13 @@ func (e *env) startPostgres() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if e.postgresFromBackends(ctx) {
+		return
+	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.WarnLevel)
 	cluster, err := pgembed.Start(ctx, pgembed.Config{Log: log})
 	if errors.Is(err, pgembed.ErrBinariesNotFound) {
-		url, desc, ok, cerr := containerPostgres(ctx)
+		url, desc, ok, cerr := e.containerPostgres(ctx)
 		if cerr != nil {
 			e.pgErr = cerr
 			return
@@ -110,11 +113,30 @@ func (e *env) startPostgres() {
 	announce("postgres=embedded(%s)", cluster.BinDir())
 }
 
-// containerPostgres is where a later change adds a testcontainers-go backend
-// for machines with Docker but no PostgreSQL binaries. Until then it offers
-// nothing (ok is false) and the embedded backend's error stands.
-func containerPostgres(context.Context) (url, desc string, ok bool, err error) {
-	return "", "", false, nil
+// postgresFromBackends starts the Postgres container when the binary's backends are containers.
+// It returns false when the embedded cluster is to be used: by choice, or because the container
+// would not start (an error only if CHOREO_TESTCONTAINERS=1 demanded it).
+func (e *env) postgresFromBackends(ctx context.Context) bool {
+	b := e.backends()
+	if b.err != nil {
+		e.pgErr = b.err
+		return true
+	}
+	if b.postgres != container {
+		return false
+	}
+	url, err := e.startPostgresContainer(ctx)
+	if err != nil {
+		if requireContainers() {
+			e.pgErr = err
+			return true
+		}
+		announce("%v: falling back to embedded postgres", err)
+		return false
+	}
+	e.serverURL = url
+	announce("postgres=container(%s)", postgresImage)
+	return true
 }
 
 // announce tells once per backend, on stderr, what the tests run against.

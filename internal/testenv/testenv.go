@@ -1,7 +1,11 @@
 // Package testenv is the harness of choreo's integration tests: one Postgres
 // server and one Kafka broker per test binary, started on first use, with a
 // fresh database and fresh topic names for each test so tests run in
-// parallel. DATABASE_URL and KAFKA_BROKERS point it at existing servers.
+// parallel. DATABASE_URL and KAFKA_BROKERS point it at existing servers;
+// with neither set and a healthy Docker engine it runs Postgres and Kafka in
+// containers (CHOREO_TESTCONTAINERS=0 opts out, =1 forbids the fallback),
+// and otherwise an embedded cluster and an in-process broker. It says on
+// stderr which it chose and why.
 //
 // A test binary that uses it calls Main from TestMain:
 //
@@ -10,6 +14,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -38,6 +43,8 @@ type env struct {
 	brokers   []string
 	broker    *kafkaembed.Broker
 	kafkaErr  error
+
+	docker dockerState // containers.go
 }
 
 // Main runs the tests, stops whatever they started and exits with their
@@ -58,13 +65,14 @@ func (e *env) stop() error {
 	if e.broker != nil {
 		e.broker.Close()
 	}
-	if e.cluster == nil {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := e.cluster.Stop(ctx); err != nil {
-		return fmt.Errorf("stop embedded postgres: %w", err)
+	err := e.stopContainers(ctx)
+	if e.cluster == nil {
+		return err
 	}
-	return nil
+	if serr := e.cluster.Stop(ctx); serr != nil {
+		return errors.Join(err, fmt.Errorf("stop embedded postgres: %w", serr))
+	}
+	return err
 }
