@@ -24,6 +24,8 @@ func commands() []command {
 		{name: "orderview", serves: true, needs: infra},
 		{name: "ingress", serves: true},
 		{name: "topics", needs: []string{"KAFKA_BROKERS"}},
+		{name: "replay"}, // both KAFKA_BROKERS and DATABASE_URL, or neither (embedded data)
+		{name: "dlq"},    // the same
 		{name: "healthcheck"},
 		{name: "saga"},
 	}
