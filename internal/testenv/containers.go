@@ -232,6 +232,41 @@ func (e *env) startPostgresContainer(ctx context.Context) (string, error) {
 	return url, nil
 }
 
+// kafkaClientPort is the broker's listener for clients on the host, published on a random port.
+const kafkaClientPort = "9092/tcp"
+
+// kafkaContainerEnv configures the broker like scripts/kafka.sh (the image turns KAFKA_FOO_BAR into
+// foo.bar): clients on PLAINTEXT (9092, published), replication on BROKER, KRaft on CONTROLLER.
+func kafkaContainerEnv() map[string]string {
+	return map[string]string{
+		"CLUSTER_ID":                                     "dGVzdGVudi1jaG9yZW8tMQ",
+		"KAFKA_NODE_ID":                                  "1",
+		"KAFKA_PROCESS_ROLES":                            "broker,controller",
+		"KAFKA_CONTROLLER_QUORUM_VOTERS":                 "1@localhost:9094",
+		"KAFKA_LISTENERS":                                "PLAINTEXT://0.0.0.0:9092,BROKER://0.0.0.0:9093,CONTROLLER://0.0.0.0:9094",
+		"KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":           "PLAINTEXT:PLAINTEXT,BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT",
+		"KAFKA_CONTROLLER_LISTENER_NAMES":                "CONTROLLER",
+		"KAFKA_INTER_BROKER_LISTENER_NAME":               "BROKER",
+		"KAFKA_LOG_DIRS":                                 "/tmp/kraft-combined-logs", // writable by the image's user
+		"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                "false",
+		"KAFKA_NUM_PARTITIONS":                           "1",
+		"KAFKA_DEFAULT_REPLICATION_FACTOR":               "1",
+		"KAFKA_MIN_INSYNC_REPLICAS":                      "1",
+		"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR":         "1",
+		"KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS":             "6",
+		"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+		"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR":            "1",
+		"KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS":     "6",
+		"KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS":         "0",
+		"KAFKA_DELETE_TOPIC_ENABLE":                      "true",
+	}
+}
+
+// kafkaAdvertised is advertised.listeners for a broker that the host reaches at host:port.
+func kafkaAdvertised(host, port string) string {
+	return fmt.Sprintf("PLAINTEXT://%s:%s,BROKER://localhost:9093", host, port)
+}
+
 // kafkaAdvertisedFile is where the broker's entrypoint waits for its advertised listener: the
 // host port Docker maps is known only once the container has started.
 const kafkaAdvertisedFile = "/tmp/testenv-advertised-listeners"
@@ -244,37 +279,16 @@ func (e *env) startKafkaContainer(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		port, err := c.MappedPort(ctx, "9092/tcp")
+		port, err := c.MappedPort(ctx, kafkaClientPort)
 		if err != nil {
 			return err
 		}
-		listeners := fmt.Sprintf("PLAINTEXT://%s:%s,BROKER://localhost:9093", host, port.Port())
-		return c.CopyToContainer(ctx, []byte(listeners), kafkaAdvertisedFile, 0o644)
+		return c.CopyToContainer(ctx, []byte(kafkaAdvertised(host, port.Port())), kafkaAdvertisedFile, 0o644)
 	}
 	c, err := testcontainers.Run(ctx, kafkaImage,
 		testcontainers.WithLogger(tclog.NewNoopLogger()),
-		testcontainers.WithExposedPorts("9092/tcp"),
-		testcontainers.WithEnv(map[string]string{
-			"CLUSTER_ID":                                     "dGVzdGVudi1jaG9yZW8tMQ",
-			"KAFKA_NODE_ID":                                  "1",
-			"KAFKA_PROCESS_ROLES":                            "broker,controller",
-			"KAFKA_CONTROLLER_QUORUM_VOTERS":                 "1@localhost:9094",
-			"KAFKA_LISTENERS":                                "PLAINTEXT://0.0.0.0:9092,BROKER://0.0.0.0:9093,CONTROLLER://0.0.0.0:9094",
-			"KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":           "PLAINTEXT:PLAINTEXT,BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT",
-			"KAFKA_CONTROLLER_LISTENER_NAMES":                "CONTROLLER",
-			"KAFKA_INTER_BROKER_LISTENER_NAME":               "BROKER",
-			"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                "false",
-			"KAFKA_NUM_PARTITIONS":                           "1",
-			"KAFKA_DEFAULT_REPLICATION_FACTOR":               "1",
-			"KAFKA_MIN_INSYNC_REPLICAS":                      "1",
-			"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR":         "1",
-			"KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS":             "6",
-			"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
-			"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR":            "1",
-			"KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS":     "6",
-			"KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS":         "0",
-			"KAFKA_DELETE_TOPIC_ENABLE":                      "true",
-		}),
+		testcontainers.WithExposedPorts(kafkaClientPort),
+		testcontainers.WithEnv(kafkaContainerEnv()),
 		testcontainers.WithEntrypoint("/bin/bash", "-c",
 			"while [ ! -s "+kafkaAdvertisedFile+" ]; do sleep 0.1; done; "+
 				`export KAFKA_ADVERTISED_LISTENERS="$(cat `+kafkaAdvertisedFile+`)"; exec /etc/kafka/docker/run`),
@@ -289,7 +303,7 @@ func (e *env) startKafkaContainer(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s container: %w", kafkaImage, err)
 	}
-	addr, err := c.PortEndpoint(ctx, "9092/tcp", "")
+	addr, err := c.PortEndpoint(ctx, kafkaClientPort, "")
 	if err != nil {
 		return nil, fmt.Errorf("%s container address: %w", kafkaImage, err)
 	}

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -167,4 +168,57 @@ func TestFallbackWiring(t *testing.T) {
 			t.Errorf("the docker engine was probed although CHOREO_TESTCONTAINERS=0")
 		}
 	})
+}
+
+// TestKafkaContainerListeners checks the broker configuration that only a Docker engine would
+// otherwise exercise: every advertised listener exists and has a protocol, clients get the
+// published port, replication and the KRaft quorum use their own listeners.
+func TestKafkaContainerListeners(t *testing.T) {
+	env := kafkaContainerEnv()
+	parse := func(list string) map[string]string { // listener name → port
+		out := map[string]string{}
+		for _, l := range strings.Split(list, ",") {
+			name, addr, _ := strings.Cut(l, "://")
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				t.Fatalf("listener %q: %v", l, err)
+			}
+			out[name] = port
+		}
+		return out
+	}
+	listeners := parse(env["KAFKA_LISTENERS"])
+	advertised := parse(kafkaAdvertised("localhost", "32768"))
+	protocols := map[string]bool{}
+	for _, pair := range strings.Split(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"], ",") {
+		name, _, _ := strings.Cut(pair, ":")
+		protocols[name] = true
+	}
+	for name := range listeners {
+		if !protocols[name] {
+			t.Errorf("listener %s has no security protocol", name)
+		}
+	}
+	controller := env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+	for name, port := range advertised {
+		switch {
+		case listeners[name] == "":
+			t.Errorf("advertised listener %s is not a listener", name)
+		case name == controller:
+			t.Errorf("the controller listener %s must not be advertised", name)
+		case name == "PLAINTEXT" && port != "32768":
+			t.Errorf("clients are sent to port %s, not the published one", port)
+		case name != "PLAINTEXT" && port != listeners[name]:
+			t.Errorf("listener %s is advertised on %s but listens on %s", name, port, listeners[name])
+		}
+	}
+	if port, _, _ := strings.Cut(kafkaClientPort, "/"); listeners["PLAINTEXT"] != port {
+		t.Errorf("published port %s is not the client listener's %s", kafkaClientPort, listeners["PLAINTEXT"])
+	}
+	if ibl := env["KAFKA_INTER_BROKER_LISTENER_NAME"]; advertised[ibl] == "" {
+		t.Errorf("inter-broker listener %s is not advertised", ibl)
+	}
+	if _, voter, _ := strings.Cut(env["KAFKA_CONTROLLER_QUORUM_VOTERS"], "@"); !strings.HasSuffix(voter, ":"+listeners[controller]) {
+		t.Errorf("quorum voter %s is not on the controller listener's port %s", voter, listeners[controller])
+	}
 }
