@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +100,17 @@ func TestRunUsageAndUnknownCommand(t *testing.T) {
 	out.Reset()
 	if err := run(context.Background(), []string{"saga"}, env(nil), &out, io.Discard); err != nil || !strings.Contains(out.String(), "# The order saga") {
 		t.Fatalf("saga: %v", err)
+	}
+}
+
+func TestArchitectureDocListsEverySetting(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range settings() {
+		if !strings.Contains(string(doc), "`"+s.env+"`") {
+			t.Errorf("docs/architecture.md does not document %s", s.env)
+		}
 	}
 }
