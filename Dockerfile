@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # One image for every choreo process: the container's command picks the subcommand
-# (order, inventory, payment, shipping, notification, orderview, ingress, topics, healthcheck).
+# (order, inventory, payment, shipping, notification, orderview, ingress, topics, replay, dlq, healthcheck;
+# `choreo help` lists them).
 #
 #   docker build -t choreo:dev .
 #   docker run --rm -e KAFKA_BROKERS=... -e DATABASE_URL=... choreo:dev order
