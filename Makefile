@@ -51,3 +51,8 @@ down:
 
 clean:
 	rm -rf bin .data
+
+## bench-forwarder: choreo's relay against Watermill's forwarder and raw producers in one run (bench/forwarder, a module of its own; KAFKA_BROKERS for a real broker)
+.PHONY: bench-forwarder
+bench-forwarder:
+	cd bench/forwarder && $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m
