@@ -153,25 +153,17 @@ func (r *Relay) Run(ctx context.Context) error {
 // runActive takes the outbox lock on a dedicated connection, listens for commits on it, and relays until
 // ctx ends or that connection fails (the lock is then gone and another instance may take over).
 func (r *Relay) runActive(ctx context.Context) error {
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquire lock connection: %w", err)
+	conn, err := r.takeLock(ctx)
+	if err != nil || conn == nil {
+		return err
 	}
-	// The connection held a session lock and a LISTEN; never hand it back to the pool.
+	// The connection holds the session lock and a LISTEN; never hand it back to the pool.
 	defer func() { _ = conn.Conn().Close(context.Background()); conn.Release() }()
-
+	// LISTEN only now: a session that listens must not sit idle in a transaction or a long statement, or
+	// it holds back the notification queue. The first read scans from the lowest id, so commits made
+	// before the LISTEN are not missed.
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return fmt.Errorf("listen for outbox commits: %w", err)
-	}
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, r.cfg.lockID).Scan(&got); err != nil {
-		return fmt.Errorf("try outbox lock: %w", err)
-	}
-	if !got {
-		r.log.Info().Msg("another relay is active; standing by")
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, r.cfg.lockID); err != nil {
-			return fmt.Errorf("wait for outbox lock: %w", err)
-		}
 	}
 	r.active.Store(true)
 	defer r.active.Store(false)
@@ -193,6 +185,35 @@ func (r *Relay) runActive(ctx context.Context) error {
 		return context.Cause(workCtx)
 	}
 	return nil
+}
+
+// takeLock returns a connection holding the outbox lock, or nil once ctx ends. While another instance holds
+// it, a standby polls with pg_try_advisory_lock between idle waits: blocking in pg_advisory_lock would keep
+// a statement, and so a snapshot, open for as long as the other relay runs, and VACUUM could not remove
+// any dead row in the database meanwhile. Between polls the standby holds no connection.
+func (r *Relay) takeLock(ctx context.Context) (*pgxpool.Conn, error) {
+	for standing := false; ; {
+		conn, err := r.pool.Acquire(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("acquire lock connection: %w", err)
+		}
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, r.cfg.lockID).Scan(&got); err != nil {
+			conn.Release()
+			return nil, fmt.Errorf("try outbox lock: %w", err)
+		}
+		if got {
+			return conn, nil
+		}
+		conn.Release()
+		if !standing {
+			r.log.Info().Msg("another relay is active; standing by")
+			standing = true
+		}
+		if !retry.Sleep(ctx, r.cfg.pollInterval) {
+			return nil, nil
+		}
+	}
 }
 
 // listen turns notifications on conn into wake-ups. Any error but cancellation means the lock is lost.

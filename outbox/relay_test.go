@@ -354,3 +354,34 @@ func headerValue(m kafka.Message, key string) string {
 	}
 	return ""
 }
+
+// TestStandbyHoldsNoSnapshotAndTakesOver: a standby relay must not keep a statement open while it waits (it
+// would hold back VACUUM for the whole database), and must take over when the active relay stops.
+func TestStandbyHoldsNoSnapshotAndTakesOver(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	log := testenv.Logger(t)
+	first, stopFirst := startRelay(t, pool, writer(t, brokers), log)
+	testenv.Eventually(t, 10*time.Second, "the first relay to be active", func() bool { return first.Stats().Active })
+	second, _ := startRelay(t, pool, writer(t, brokers), log, outbox.WithPollInterval(50*time.Millisecond))
+	appendEvents(t, pool, topic, "o-standby", 1, 5)
+	testenv.Eventually(t, 10*time.Second, "the active relay to publish", func() bool { return first.Stats().Published == 5 })
+
+	var holding int
+	err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL`).Scan(&holding)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if holding != 0 || second.Stats().Active {
+		t.Fatalf("%d sessions hold a snapshot (want 0); standby active: %v", holding, second.Stats().Active)
+	}
+
+	stopFirst()
+	testenv.Eventually(t, 20*time.Second, "the standby to take over", func() bool { return second.Stats().Active })
+	appendEvents(t, pool, topic, "o-standby", 6, 5)
+	testenv.Eventually(t, 20*time.Second, "the new active relay to publish", func() bool { return second.Stats().Published == 5 })
+	consume(t, brokers, topic, 10, 20*time.Second)
+}
