@@ -6,11 +6,31 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
+// MaxBatchBytes bounds the bytes of one relay batch, and is the writer's BatchBytes: kafka-go splits a
+// partition's batch that grows past BatchBytes into several produce requests and sends the later ones
+// even when an earlier one failed, which would reorder a key's events on the retry. Keeping every relay
+// batch within one request per partition keeps the order.
+const MaxBatchBytes = 1 << 20
+
+// MaxMessageBytes is the largest message Append accepts: Kafka refuses record batches over its default
+// message.max.bytes (1 MiB and a few bytes), and a message it refuses would stop the relay for good.
+const MaxMessageBytes = 1_000_000
+
+// messageSize is kafka-go's own estimate of a message's size in a produce request (Message.totalSize),
+// rounded up.
+func messageSize(m kafka.Message) int {
+	n := 4 + 1 + 1 + 4 + len(m.Key) + 4 + len(m.Value) + 8 + 5
+	for _, h := range m.Headers {
+		n += 10 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
 // NewKafkaWriter returns the kafka-go writer the relay publishes with: every replica acknowledges
 // (RequiredAcks all), keys are hashed like the Java client (murmur2) so one key always lands on one
 // partition whoever produces it, and a partition's batch is flushed after a millisecond instead of
 // kafka-go's default second. batchSize should equal the relay's batch size so one relay batch becomes one
-// produce request per partition. Topics are never auto-created. The writer has its own transport: kafka-go's
+// produce request per partition (and must not be below it). Topics are never auto-created. The writer has its own transport: kafka-go's
 // shared default transport caches topic metadata process-wide, and a topic created after that cache was
 // filled would look unknown to every writer in the process until it expires.
 func NewKafkaWriter(brokers []string, batchSize int) *kafka.Writer {
@@ -19,6 +39,7 @@ func NewKafkaWriter(brokers []string, batchSize int) *kafka.Writer {
 		Balancer:               &kafka.Murmur2Balancer{},
 		RequiredAcks:           kafka.RequireAll,
 		BatchSize:              batchSize,
+		BatchBytes:             MaxBatchBytes,
 		BatchTimeout:           time.Millisecond,
 		MaxAttempts:            3,
 		WriteBackoffMin:        50 * time.Millisecond,

@@ -7,6 +7,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 
@@ -27,6 +28,9 @@ func Migrations() fs.FS {
 
 // notifyChannel is the LISTEN/NOTIFY channel the outbox trigger signals on each committing transaction.
 const notifyChannel = "outbox"
+
+// ErrMessageTooLarge is returned by Append for a message Kafka would refuse.
+var ErrMessageTooLarge = errors.New("message too large for Kafka")
 
 // Execer is the part of a pgx transaction Append needs; pgx.Tx satisfies it.
 type Execer interface {
@@ -64,6 +68,9 @@ func AppendMessages(ctx context.Context, tx Execer, msgs ...kafka.Message) error
 	for i, m := range msgs {
 		if m.Topic == "" {
 			return fmt.Errorf("append message %d: no topic", i)
+		}
+		if n := messageSize(m); n > MaxMessageBytes {
+			return fmt.Errorf("append message %d to %s: %w (%d bytes, limit %d)", i, m.Topic, ErrMessageTooLarge, n, MaxMessageBytes)
 		}
 		hs := make([]header, len(m.Headers))
 		for j, h := range m.Headers {

@@ -297,11 +297,12 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 	defer poll.Stop()
 	for attempt := 0; stopCtx.Err() == nil && workCtx.Err() == nil; {
 		var recs []Record
+		var more bool
 		var err error
 		if streaming {
-			recs, err = r.read(stopCtx, readAfterSQL, cursor)
+			recs, more, err = r.read(stopCtx, readAfterSQL, cursor)
 		} else {
-			recs, err = r.read(stopCtx, readSkippingSQL, flying.list())
+			recs, more, err = r.read(stopCtx, readSkippingSQL, flying.list())
 			lastScan = time.Now()
 		}
 		if err != nil {
@@ -327,7 +328,7 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			}
 			cursor = max(cursor, recs[len(recs)-1].ID)
 		}
-		if len(recs) == r.cfg.batchSize {
+		if more {
 			streaming = time.Since(lastScan) < r.cfg.rescanEvery
 			continue
 		}
@@ -355,35 +356,44 @@ const (
 	readSkippingSQL = `SELECT id, topic, key, headers, value, created_at FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
 )
 
-func (r *Relay) read(ctx context.Context, sql string, arg any) ([]Record, error) {
+// read returns the next batch and whether more rows wait behind it (the batch was cut by count or bytes).
+func (r *Relay) read(ctx context.Context, sql string, arg any) ([]Record, bool, error) {
 	rows, err := r.pool.Query(ctx, sql, arg, r.cfg.batchSize)
 	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
+		return nil, false, fmt.Errorf("read outbox: %w", err)
 	}
 	recs := make([]Record, 0, r.cfg.batchSize)
 	var hs []header
+	size, more := 0, false
 	for rows.Next() {
 		var rec Record
 		var rawHeaders []byte
 		if err := rows.Scan(&rec.ID, &rec.Message.Topic, &rec.Message.Key, &rawHeaders, &rec.Message.Value, &rec.CreatedAt); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("scan outbox row: %w", err)
+			return nil, false, fmt.Errorf("scan outbox row: %w", err)
 		}
 		hs = hs[:0]
 		if err := json.Unmarshal(rawHeaders, &hs); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("decode headers of outbox row %d: %w", rec.ID, err)
+			return nil, false, fmt.Errorf("decode headers of outbox row %d: %w", rec.ID, err)
 		}
 		rec.Message.Headers = make([]kafka.Header, len(hs))
 		for i, h := range hs {
 			rec.Message.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
 		}
+		// Stop at MaxBatchBytes so that no partition needs two produce requests (see MaxBatchBytes); the
+		// rows left out are read again next time.
+		if size += messageSize(rec.Message); size > MaxBatchBytes && len(recs) > 0 {
+			more = true
+			break
+		}
 		recs = append(recs, rec)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
+		return nil, false, fmt.Errorf("read outbox: %w", err)
 	}
-	return recs, nil
+	return recs, more || len(recs) == r.cfg.batchSize, nil
 }
 
 // publishStage writes batches one at a time, retrying each until Kafka acknowledges it, so no row is

@@ -385,3 +385,68 @@ func TestStandbyHoldsNoSnapshotAndTakesOver(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, "the new active relay to publish", func() bool { return second.Stats().Published == 5 })
 	consume(t, brokers, topic, 10, 20*time.Second)
 }
+
+// TestLargeMessagesAreBatchedByBytes: batches stay within MaxBatchBytes, so kafka-go never splits one
+// partition's share into several produce requests (which could reorder a key on a retry), and a backlog of
+// large messages keeps flowing without waiting for the poll.
+func TestLargeMessagesAreBatchedByBytes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	big := make([]byte, 200_000)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 { // 2.4 MB for one key
+		if err := outbox.AppendMessages(ctx, tx, kafka.Message{Topic: topic, Key: []byte("k"), Value: append([]byte(strconv.Itoa(i)+":"), big...)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var batches []int
+	startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour), outbox.WithOnPublished(func(recs []outbox.Record) {
+		bytes := 0
+		for _, r := range recs {
+			bytes += len(r.Message.Value)
+		}
+		mu.Lock()
+		batches = append(batches, bytes)
+		mu.Unlock()
+	}))
+	got := consume(t, brokers, topic, 12, 30*time.Second)
+	for i, m := range got {
+		if prefix := strconv.Itoa(i) + ":"; string(m.Value[:len(prefix)]) != prefix {
+			t.Fatalf("message %d is %q...", i, m.Value[:8])
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) < 3 {
+		t.Fatalf("2.4 MB went out in %d batches, want at least 3", len(batches))
+	}
+	for _, b := range batches {
+		if b > outbox.MaxBatchBytes {
+			t.Fatalf("a batch carried %d bytes, over MaxBatchBytes", b)
+		}
+	}
+}
+
+func TestAppendRejectsMessagesKafkaWouldRefuse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := outboxDB(t)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	err = outbox.AppendMessages(ctx, tx, kafka.Message{Topic: "t", Value: make([]byte, outbox.MaxMessageBytes+1)})
+	if !errors.Is(err, outbox.ErrMessageTooLarge) {
+		t.Fatalf("err = %v, want ErrMessageTooLarge", err)
+	}
+}
