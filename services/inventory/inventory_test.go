@@ -94,3 +94,18 @@ func TestConfirmationSellsReservation(t *testing.T) {
 		t.Fatalf("emitted %v", got)
 	}
 }
+
+// TestCancellationBeforePlacementReservesNothing: if order.placed is applied only after the order was
+// cancelled (it was dead-lettered, then redriven), no stock may be held for the cancelled order.
+func TestCancellationBeforePlacementReservesNothing(t *testing.T) {
+	t.Parallel()
+	s := newInventory(t)
+	s.Apply(servicetest.Event(t, "order", "late", events.OrderCancelled{OrderID: "late", Reason: events.ReasonExpired}))
+	s.Apply(placed(t, "late", events.Item{SKU: "A", Quantity: 3}))
+	if a := product(t, s, "A"); a != (row{Stock: 5}) {
+		t.Fatalf("a cancelled order holds stock: %+v", a)
+	}
+	if got := s.Emitted(); len(got) != 0 {
+		t.Fatalf("emitted %v for a cancelled order", got)
+	}
+}

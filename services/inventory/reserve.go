@@ -115,8 +115,17 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, ev consumer.Event, stat
 	var current string
 	var linesJSON []byte
 	err := tx.QueryRow(ctx, `SELECT status, lines FROM reservations WHERE order_id = $1 FOR UPDATE`, orderID).Scan(&current, &linesJSON)
+	if errors.Is(err, pgx.ErrNoRows) && status == Released {
+		// The failure arrived before order.placed was applied (say it was dead-lettered and is redriven
+		// later): leave a tombstone so that it reserves nothing when it comes.
+		if _, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, status, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			orderID, Released, "released before it was reserved: "+ev.Type); err != nil {
+			return fmt.Errorf("record release of %s: %w", orderID, err)
+		}
+		return nil
+	}
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && current != Reserved) {
-		return nil // nothing held: rejected, already settled, or the order never reached inventory
+		return nil // nothing held: rejected, already settled, or released before it was reserved
 	}
 	if err != nil {
 		return fmt.Errorf("lock reservation %s: %w", orderID, err)
