@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
 // Config is every setting of every choreo command, read from the environment and overridable by flags.
@@ -163,16 +165,10 @@ func (c Config) logFields() map[string]any {
 	return fields
 }
 
-// mask hides a secret: a URL keeps everything but its password, anything else becomes "***".
+// mask hides a secret: a database URL keeps everything but its passwords, anything else becomes "***".
 func mask(env, v string) string {
-	if strings.HasSuffix(env, "_URL") {
-		if u, err := url.Parse(v); err == nil && u.User != nil {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			}
-			return u.String()
-		}
-		return v
+	if env == "DATABASE_URL" {
+		return postgres.Redact(v)
 	}
 	return "***"
 }

@@ -64,7 +64,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 
 func TestConfigLogMasksSecrets(t *testing.T) {
 	c, err := load(t, map[string]string{
-		"DATABASE_URL":   "postgres://choreo:hunter2@db:5432/order",
+		"DATABASE_URL":   "postgres://choreo:hunter2@db:5432/order?sslmode=require&sslpassword=keypass",
 		"SMTP_PASSWORD":  "mailpass",
 		"OPERATOR_TOKEN": "op-token",
 	})
@@ -76,12 +76,12 @@ func TestConfigLogMasksSecrets(t *testing.T) {
 		buf.WriteString(k + "=" + v.(string) + "\n")
 	}
 	out := buf.String()
-	for _, secret := range []string{"hunter2", "mailpass", "op-token"} {
+	for _, secret := range []string{"hunter2", "keypass", "mailpass", "op-token"} {
 		if strings.Contains(out, secret) {
 			t.Fatalf("secret %q in the start-up log:\n%s", secret, out)
 		}
 	}
-	if !strings.Contains(out, "DATABASE_URL=postgres://choreo:xxxxx@db:5432/order") {
+	if !strings.Contains(out, "DATABASE_URL=postgres://choreo:xxxxx@db:5432/order?") {
 		t.Fatalf("masked URL should keep all but the password:\n%s", out)
 	}
 }
