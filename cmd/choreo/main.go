@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal starts the graceful shutdown, a second one ends the process at once.
+	context.AfterFunc(ctx, stop)
 
 	switch cmd {
 	case "run":

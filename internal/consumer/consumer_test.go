@@ -180,21 +180,27 @@ func TestPoisonEventsAreDeadLetteredAndProcessingContinues(t *testing.T) {
 	badPayload := event(t, "o-bad", 1)
 	badPayload.Data = json.RawMessage(`{"order_id": 42}`)
 	refused := event(t, "o-refused", 1)
+	panics := event(t, "o-panics", 1)
 	f.produce(t,
 		kafka.Message{Key: []byte("o-garbage"), Value: []byte("not an event")},
 		events.ToMessage("", badPayload),
 		events.ToMessage("", refused),
+		events.ToMessage("", panics),
 		events.ToMessage("", good),
 	)
 	c := f.start(t, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-		if ev.Subject == "o-refused" {
+		switch ev.Subject {
+		case "o-refused":
 			return consumer.Permanent(errors.New("order o-refused is refused"))
+		case "o-panics":
+			var m map[string]int
+			m["boom"]++ // a bug: assignment to a nil map
 		}
 		return record(ctx, tx, ev)
 	}), nil)
 
-	dead := consume(t, f.brokers, f.topic+consumer.DLQSuffix, 3)
-	wantReasons := []string{"malformed event", "decode order.cancelled v1 payload", "order o-refused is refused"}
+	dead := consume(t, f.brokers, f.topic+consumer.DLQSuffix, 4)
+	wantReasons := []string{"malformed event", "decode order.cancelled v1 payload", "order o-refused is refused", "handler panicked: assignment to entry in nil map"}
 	for i, m := range dead {
 		h := headers(m)
 		if !strings.Contains(h[consumer.HeaderDLQError], wantReasons[i]) {
@@ -208,8 +214,8 @@ func TestPoisonEventsAreDeadLetteredAndProcessingContinues(t *testing.T) {
 		t.Errorf("dead letter kept value %q", dead[0].Value)
 	}
 	testenv.Eventually(t, 10*time.Second, "the good event applied", func() bool { return f.appliedCount(t) == 1 })
-	if s := c.Stats(); s.DeadLettered != 3 {
-		t.Fatalf("stats %+v, want 3 dead letters", s)
+	if s := c.Stats(); s.DeadLettered != 4 {
+		t.Fatalf("stats %+v, want 4 dead letters", s)
 	}
 }
 

@@ -1,10 +1,9 @@
 package consumer
 
 import (
-	"context"
 	"errors"
-	"io"
 	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -29,27 +28,23 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// infrastructural reports whether err comes from the database or the network being unavailable (or
-// briefly in conflict) rather than from the event. Such failures are retried without limit: giving up on
-// them would dead-letter good events during an outage.
+// infrastructural reports whether err says the database is unavailable rather than that the event failed:
+// connection and resource errors, or the server shutting down. Such failures are retried without limit:
+// giving up on them would dead-letter good events during an outage. (A connection that broke under a
+// handler is caught before this: rolling back its savepoint fails.) Everything else, deadlocks and
+// timeouts included, counts towards Config.MaxAttempts.
 func infrastructural(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		return true
-	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	if errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err) {
 		return true
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
-		case "08", "53", "57", "58": // connection, resources, operator intervention, system error
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), strings.HasPrefix(pgErr.Code, "53"): // connection, resources
 			return true
-		}
-		switch pgErr.Code {
-		case "40001", "40P01": // serialization failure, deadlock: the retry normally succeeds
+		case pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // shutdown, cannot connect now
 			return true
 		}
 	}

@@ -100,9 +100,12 @@ func (r Redriver) Redrive(ctx context.Context, dlqTopic string, fn func(DeadLett
 	}
 	redriven := 0
 	for len(remaining) > 0 {
-		m, err := reader.FetchMessage(ctx)
+		// Bounded: another redrive of the same group holds the partitions, and this one would wait for ever.
+		fetchCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		m, err := reader.FetchMessage(fetchCtx)
+		cancel()
 		if err != nil {
-			return redriven, fmt.Errorf("read %s: %w", dlqTopic, err)
+			return redriven, fmt.Errorf("read %s (is another redrive of %s running?): %w", dlqTopic, r.Group, err)
 		}
 		d := parseDeadLetter(m)
 		ok := d.Consumer == r.Group && d.EventID != uuid.Nil

@@ -14,6 +14,16 @@ import (
 	"github.com/choreo-dev/choreo/internal/retry"
 )
 
+// outcome is what became of one message.
+type outcome int
+
+const (
+	handled outcome = iota
+	duplicate
+	ignored
+	deadLettered
+)
+
 // committer is the part of kafka.Reader a worker needs.
 type committer interface {
 	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
@@ -89,12 +99,15 @@ func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	var outcomes [deadLettered + 1]uint64
 	applied := 0
 	var stop error
 	for _, m := range msgs {
-		if stop = w.applyOne(ctx, tx, m); stop != nil {
+		var o outcome
+		if o, stop = w.applyOne(ctx, tx, m); stop != nil {
 			break
 		}
+		outcomes[o]++
 		applied++
 	}
 	if applied == 0 {
@@ -106,59 +119,73 @@ func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 	for _, m := range msgs[:applied] {
 		delete(w.attempts, m.Offset)
 	}
+	// Counted only now that they are durable, so the counters never run ahead of the database.
 	w.c.stats.applied.Add(uint64(applied))
+	w.c.stats.handled.Add(outcomes[handled])
+	w.c.stats.duplicates.Add(outcomes[duplicate])
+	w.c.stats.ignored.Add(outcomes[ignored])
+	w.c.stats.deadLettered.Add(outcomes[deadLettered])
 	return applied, stop
 }
 
 // applyOne applies m inside a savepoint of tx. It returns an error only when m must be retried; tx is then
 // left as it was before m.
-func (w *worker) applyOne(ctx context.Context, tx pgx.Tx, m kafka.Message) error {
+func (w *worker) applyOne(ctx context.Context, tx pgx.Tx, m kafka.Message) (outcome, error) {
 	h, ev, err := w.c.router.route(m)
 	if err != nil {
-		return w.deadLetter(ctx, tx, m, ev, err)
+		return w.deadLetter(w.log.WithContext(ctx), tx, m, ev, err)
 	}
 	if h == nil {
-		w.c.stats.ignored.Add(1)
-		return nil
+		return ignored, nil
 	}
 	log := w.log.With().Str("event_id", ev.ID.String()).Str("event_type", ev.Type).Str("correlation_id", ev.CorrelationID).Logger()
 	sp, err := tx.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("savepoint: %w", err)
+		return 0, fmt.Errorf("savepoint: %w", err)
 	}
 	fresh, err := w.recordInbox(ctx, sp, ev.ID, m)
 	if err != nil {
 		_ = sp.Rollback(ctx)
-		return err
+		return 0, err
 	}
 	if !fresh {
-		w.c.stats.duplicates.Add(1)
 		log.Debug().Msg("duplicate event skipped")
-		return sp.Commit(ctx)
+		return duplicate, sp.Commit(ctx)
 	}
-	herr := h(log.WithContext(ctx), sp, ev)
+	herr := call(log.WithContext(ctx), h, sp, ev)
 	if herr == nil {
 		if err := sp.Commit(ctx); err != nil {
-			return fmt.Errorf("release savepoint: %w", err)
+			return 0, fmt.Errorf("release savepoint: %w", err)
 		}
-		return nil
+		return handled, nil
 	}
 	if err := sp.Rollback(ctx); err != nil {
-		return fmt.Errorf("roll back failed handler of %s: %w (handler: %v)", ev.ID, err, herr)
+		return 0, fmt.Errorf("roll back failed handler of %s: %w (handler: %v)", ev.ID, err, herr)
 	}
 	herr = fmt.Errorf("handle %s %s: %w", ev.Type, ev.ID, herr)
 	if infrastructural(herr) {
-		return herr
+		return 0, herr
 	}
 	if !IsPermanent(herr) {
 		w.attempts[m.Offset]++
 		if n := w.attempts[m.Offset]; n < w.c.cfg.MaxAttempts {
 			log.Warn().Err(herr).Int("attempt", n).Msg("handler failed")
-			return herr
+			return 0, herr
 		}
 		herr = fmt.Errorf("gave up after %d attempts: %w", w.c.cfg.MaxAttempts, herr)
 	}
 	return w.deadLetter(log.WithContext(ctx), tx, m, ev, herr)
+}
+
+// call runs h, turning a panic into a permanent failure: the event is dead-lettered with the panic value
+// instead of crashing the process and being redelivered into the same panic for ever.
+func call(ctx context.Context, h Handler, tx pgx.Tx, ev Event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = Permanent(fmt.Errorf("handler panicked: %v", p))
+		}
+	}()
+	return h(ctx, tx, ev)
 }
 
 // recordInbox inserts the event id into the inbox; false means it was already there (a redelivery).
@@ -173,14 +200,14 @@ func (w *worker) recordInbox(ctx context.Context, tx pgx.Tx, id uuid.UUID, m kaf
 
 // deadLetter records m in the inbox (so a redelivery is not dead-lettered twice) and appends it, with the
 // reason, to the outbox for "<topic>.dlq", all in tx.
-func (w *worker) deadLetter(ctx context.Context, tx pgx.Tx, m kafka.Message, ev Event, reason error) error {
+func (w *worker) deadLetter(ctx context.Context, tx pgx.Tx, m kafka.Message, ev Event, reason error) (outcome, error) {
 	id := ev.ID
 	if id == uuid.Nil { // not even an envelope: identify the message by where it was
 		id = uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "kafka://%s/%d/%d", m.Topic, m.Partition, m.Offset))
 	}
 	sp, err := tx.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("savepoint: %w", err)
+		return 0, fmt.Errorf("savepoint: %w", err)
 	}
 	fresh, err := w.recordInbox(ctx, sp, id, m)
 	if err == nil && fresh {
@@ -188,16 +215,16 @@ func (w *worker) deadLetter(ctx context.Context, tx pgx.Tx, m kafka.Message, ev 
 	}
 	if err != nil {
 		_ = sp.Rollback(ctx)
-		return fmt.Errorf("dead-letter %s/%d/%d: %w", m.Topic, m.Partition, m.Offset, err)
+		return 0, fmt.Errorf("dead-letter %s/%d/%d: %w", m.Topic, m.Partition, m.Offset, err)
 	}
 	if err := sp.Commit(ctx); err != nil {
-		return fmt.Errorf("release savepoint: %w", err)
+		return 0, fmt.Errorf("release savepoint: %w", err)
 	}
-	if fresh {
-		w.c.stats.deadLettered.Add(1)
-		zerolog.Ctx(ctx).Error().Err(reason).Int64("offset", m.Offset).Str("dlq", m.Topic+DLQSuffix).Msg("event dead-lettered")
+	if !fresh {
+		return duplicate, nil
 	}
-	return nil
+	zerolog.Ctx(ctx).Error().Err(reason).Int64("offset", m.Offset).Str("dlq", m.Topic+DLQSuffix).Msg("event dead-lettered")
+	return deadLettered, nil
 }
 
 // commitOffset commits m's offset, retrying while Kafka is unavailable. The database already holds the
@@ -219,16 +246,16 @@ func (w *worker) commitOffset(ctx context.Context, m kafka.Message) {
 	w.log.Warn().Int64("offset", m.Offset).Msg("gave up committing offset; the events will be redelivered and deduped")
 }
 
-// Stats is a snapshot of a consumer's counters. Applied counts every message whose offset moved on
-// (handled, duplicate, ignored or dead-lettered).
+// Stats is a snapshot of a consumer's counters. Applied counts every message whose offset moved on:
+// handled, duplicate, ignored or dead-lettered.
 type Stats struct {
-	Applied, Duplicates, Ignored, DeadLettered, Retries, FetchErrors uint64
+	Applied, Handled, Duplicates, Ignored, DeadLettered, Retries, FetchErrors uint64
 }
 
 type counters struct {
-	applied, duplicates, ignored, deadLettered, retries, fetchErrors atomic.Uint64
+	applied, handled, duplicates, ignored, deadLettered, retries, fetchErrors atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
-	return Stats{c.applied.Load(), c.duplicates.Load(), c.ignored.Load(), c.deadLettered.Load(), c.retries.Load(), c.fetchErrors.Load()}
+	return Stats{c.applied.Load(), c.handled.Load(), c.duplicates.Load(), c.ignored.Load(), c.deadLettered.Load(), c.retries.Load(), c.fetchErrors.Load()}
 }

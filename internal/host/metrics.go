@@ -57,8 +57,7 @@ func (c unitCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		cs := u.consumer.Stats()
-		handled := cs.Applied - cs.Duplicates - cs.Ignored - cs.DeadLettered
-		for outcome, v := range map[string]uint64{"handled": handled, "duplicate": cs.Duplicates, "ignored": cs.Ignored, "dead_lettered": cs.DeadLettered} {
+		for outcome, v := range map[string]uint64{"handled": cs.Handled, "duplicate": cs.Duplicates, "ignored": cs.Ignored, "dead_lettered": cs.DeadLettered} {
 			ch <- prometheus.MustNewConstMetric(consApplied, prometheus.CounterValue, float64(v), name, outcome)
 		}
 		ch <- prometheus.MustNewConstMetric(consRetries, prometheus.CounterValue, float64(cs.Retries), name)

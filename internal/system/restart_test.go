@@ -30,9 +30,23 @@ func privateKafka(t *testing.T) restartable {
 		return ownKafka{testenv.OwnKafka(t)}
 	}
 	dir := filepath.Join(t.TempDir(), "kafka")
-	out, err := exec.Command(script, "start", dir).Output()
-	if err != nil {
-		t.Fatalf("start a private real broker: %v", err)
+	var out []byte
+	for attempt := 1; ; attempt++ {
+		cmd := exec.Command(script, "start", dir)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		var err error
+		if out, err = cmd.Output(); err == nil {
+			break
+		}
+		// Other test binaries start brokers and servers on this machine at the same time; one retry on
+		// fresh ports rides out a collision.
+		if attempt == 2 {
+			t.Fatalf("start a private real broker: %v\n%s", err, stderr.String())
+		}
+		t.Logf("start a private real broker (attempt %d): %v\n%s", attempt, err, stderr.String())
+		_ = exec.Command(script, "stop", dir).Run()
+		dir += "-retry"
 	}
 	t.Cleanup(func() { _ = exec.Command(script, "stop", dir).Run() })
 	line := strings.TrimSpace(string(out))

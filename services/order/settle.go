@@ -67,7 +67,9 @@ func (s *Service) expireLoop(ctx context.Context) {
 		attempt = 0
 		wait := time.Minute
 		if !next.IsZero() {
-			wait = min(wait, max(time.Until(next), 0)+10*time.Millisecond)
+			// Not below 100ms: an overdue order a consumer batch holds locked stays "next" until that
+			// batch commits, and the sweeper must not spin on it meanwhile.
+			wait = min(wait, max(time.Until(next)+10*time.Millisecond, 100*time.Millisecond))
 		}
 		t := time.NewTimer(wait)
 		select {
