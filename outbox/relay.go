@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -291,7 +292,7 @@ func (r *Relay) pipeline(stopCtx, workCtx context.Context, wake <-chan struct{})
 //   - a cheap cursor read (id > last read) while full batches keep coming.
 func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, flying *inflight) {
 	var cursor int64
-	streaming := false
+	streaming, announced := false, false
 	lastScan := time.Now()
 	poll := time.NewTimer(r.cfg.pollInterval)
 	defer poll.Stop()
@@ -332,8 +333,19 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			streaming = time.Since(lastScan) < r.cfg.rescanEvery
 			continue
 		}
-		// Caught up. A commit since the read left a notification in wake, so nothing is missed by waiting.
 		streaming = false
+		if len(recs) > 0 {
+			continue // rows keep coming: read on without sleeping, and without asking for notifications
+		}
+		// Caught up. Ask writers to notify, then read once more: a commit that saw the flag unset and
+		// committed before this read is found by it; one that sees the flag set notifies.
+		if !announced {
+			if err := r.setWaiting(stopCtx, true); err != nil {
+				continue // the read above retries with backoff if the database is gone
+			}
+			announced = true
+			continue
+		}
 		if !poll.Stop() {
 			select {
 			case <-poll.C:
@@ -347,7 +359,21 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		case <-stopCtx.Done():
 		case <-workCtx.Done():
 		}
+		// Awake: writers need not notify while the relay keeps reading.
+		if err := r.setWaiting(stopCtx, false); err == nil {
+			announced = false
+		}
 	}
+}
+
+// setWaiting tells writers whether to notify on commit. The flag is only a hint for latency (the poll
+// covers a lost update), so it is written without waiting for the WAL flush.
+func (r *Relay) setWaiting(ctx context.Context, waiting bool) error {
+	_, err := r.pool.Exec(ctx, `BEGIN; SET LOCAL synchronous_commit = off; UPDATE outbox_relay SET waiting = `+strconv.FormatBool(waiting)+` WHERE id = 1; COMMIT`)
+	if err != nil {
+		return fmt.Errorf("set outbox_relay.waiting: %w", err)
+	}
+	return nil
 }
 
 // Postgres 14+ hashes the array of a "<> ALL" with a parameter, so skipping in-flight ids stays cheap.

@@ -450,3 +450,53 @@ func TestAppendRejectsMessagesKafkaWouldRefuse(t *testing.T) {
 		t.Fatalf("err = %v, want ErrMessageTooLarge", err)
 	}
 }
+
+// TestWritersNotifyOnlyWhileTheRelaySleeps: NOTIFY serialises commits database-wide, so writers must send
+// it only while the relay sleeps; the flag is set when it goes idle and a sleeping relay still wakes at
+// once (not at the poll) when an event commits.
+func TestWritersNotifyOnlyWhileTheRelaySleeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	waiting := func() bool {
+		var w bool
+		if err := pool.QueryRow(ctx, `SELECT waiting FROM outbox_relay`).Scan(&w); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour))
+	testenv.Eventually(t, 10*time.Second, "the idle relay to ask for notifications", waiting)
+	for i := range 3 { // each wakes the sleeping relay: with an hour's poll, only a notification can
+		appendEvents(t, pool, topic, "o-flag", i+1, 1)
+		testenv.Eventually(t, 10*time.Second, "a notified relay to publish", func() bool { return relay.Stats().Published == uint64(i+1) })
+		testenv.Eventually(t, 10*time.Second, "the relay to sleep again", waiting)
+	}
+
+	// While it is awake, the flag is down and commits send no notification.
+	if _, err := pool.Exec(ctx, `UPDATE outbox_relay SET waiting = false`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN outbox"); err != nil {
+		t.Fatal(err)
+	}
+	tx, _ := pool.Begin(ctx)
+	if err := outbox.AppendMessages(ctx, tx, kafka.Message{Topic: "nowhere", Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if n, err := conn.Conn().WaitForNotification(waitCtx); err == nil {
+		t.Fatalf("a commit notified although the relay was awake: %+v", n)
+	}
+	_, _ = conn.Exec(ctx, "UNLISTEN *")
+}

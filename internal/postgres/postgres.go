@@ -6,11 +6,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
+
+// DefaultMaxConns is the pool size Connect uses unless the URL sets pool_max_conns.
+const DefaultMaxConns = 20
 
 // Connect opens a pool on url and pings it. While the server is unreachable
 // or starting up it retries with backoff until ctx ends, so a service may
@@ -19,6 +23,12 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL %s: %w", Redact(url), err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default, max(4, NumCPU), is too small for a service: its relay (a lock connection and
+		// two pipeline stages), one consumer worker per partition, HTTP handlers and background work share
+		// the pool. pool_max_conns in the URL overrides this.
+		cfg.MaxConns = DefaultMaxConns
 	}
 	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
