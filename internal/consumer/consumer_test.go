@@ -402,3 +402,48 @@ func TestRedriveHandsDeadLettersBack(t *testing.T) {
 		t.Fatalf("second redrive: %d, %v; want nothing left", n, err)
 	}
 }
+
+// TestShutdownDrainsInFlightEvents stops the consumer while a handler is in the middle of an event: Run must
+// let it finish, commit the database and the offset, and only then return.
+func TestShutdownDrainsInFlightEvents(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	group := testenv.Name(t, "group")
+	inside, release := make(chan struct{}), make(chan struct{})
+	c, err := consumer.New(consumer.Config{Brokers: f.brokers, Group: group, Topics: []string{f.topic},
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Grace: 30 * time.Second},
+		f.pool, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+			close(inside)
+			<-release
+			return record(ctx, tx, ev)
+		}), testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	f.produce(t, events.ToMessage("", event(t, "o-slow", 1)))
+	select {
+	case <-inside:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler never started")
+	}
+	cancel() // shutdown begins while the event is in flight
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) before its in-flight event finished", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := f.appliedCount(t); n != 1 {
+		t.Fatalf("%d events applied, want the in-flight one", n)
+	}
+	offsets, err := kafkaadmin.GroupOffsets(context.Background(), f.brokers, group, f.topic)
+	if err != nil || len(offsets) != 1 || offsets[0].Lag() != 0 {
+		t.Fatalf("offsets %+v (%v): the drained event's offset must be committed", offsets, err)
+	}
+}
