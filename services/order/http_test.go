@@ -178,3 +178,24 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatalf("%d order.placed events, want 2", n)
 	}
 }
+
+func TestExpiredIdempotencyKeysAreForgotten(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	_, old := f.post(t, valid, map[string]string{"Idempotency-Key": "yesterday"})
+	_, fresh := f.post(t, valid, map[string]string{"Idempotency-Key": "today"})
+	if _, err := f.unit.Pool().Exec(context.Background(), `UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'yesterday'`); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.unit.Run(ctx) }() // the sweeper prunes when it starts, then hourly
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 20*time.Second, "the day-old key to be forgotten", func() bool { return f.rows(t, "idempotency_keys") == 1 })
+
+	_, again := f.post(t, valid, map[string]string{"Idempotency-Key": "yesterday"})
+	_, same := f.post(t, valid, map[string]string{"Idempotency-Key": "today"})
+	if again["id"] == old["id"] || same["id"] != fresh["id"] {
+		t.Fatalf("after pruning: yesterday's key gave %v (was %v), today's gave %v (was %v)", again["id"], old["id"], same["id"], fresh["id"])
+	}
+}

@@ -34,6 +34,9 @@ const (
 // Config configures the order service.
 type Config struct {
 	Deadline time.Duration // how long an order may stay PENDING before it is cancelled as expired
+	// IdempotencyTTL is how long an Idempotency-Key is remembered (default 24h): a retry after that
+	// places a new order. The deadline sweeper forgets older keys hourly.
+	IdempotencyTTL time.Duration
 }
 
 // Spec describes the order service to the host.
@@ -62,6 +65,9 @@ type Service struct {
 func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) (*Service, error) {
 	if cfg.Deadline <= 0 {
 		return nil, errors.New("order service: deadline must be positive")
+	}
+	if cfg.IdempotencyTTL <= 0 {
+		cfg.IdempotencyTTL = 24 * time.Hour
 	}
 	return &Service{
 		cfg: cfg, pool: pool, log: log,

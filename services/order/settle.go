@@ -53,7 +53,14 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, id uuid.UUID, status, r
 // expireLoop cancels pending orders whose deadline passed. It sleeps until the next deadline, woken early
 // when a new order is placed.
 func (s *Service) expireLoop(ctx context.Context) {
+	var pruned time.Time
 	for attempt := 0; ctx.Err() == nil; {
+		if time.Since(pruned) > time.Hour {
+			if err := s.pruneIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn().Err(err).Msg("prune idempotency keys")
+			}
+			pruned = time.Now() // also after a failure: the next try is an hour away, not a tight loop
+		}
 		next, err := s.expireDue(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -79,6 +86,18 @@ func (s *Service) expireLoop(ctx context.Context) {
 		}
 		t.Stop()
 	}
+}
+
+// pruneIdempotencyKeys forgets Idempotency-Keys older than the configured TTL.
+func (s *Service) pruneIdempotencyKeys(ctx context.Context) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)`, s.cfg.IdempotencyTTL.Seconds())
+	if err != nil {
+		return fmt.Errorf("delete expired idempotency keys: %w", err)
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		s.log.Info().Int64("keys", n).Msg("forgot expired idempotency keys")
+	}
+	return nil
 }
 
 // expireDue cancels a batch of overdue pending orders and returns the next deadline still ahead (zero if none).
