@@ -148,3 +148,19 @@ func TestValidateEnvelope(t *testing.T) {
 		t.Fatal("zero time accepted")
 	}
 }
+
+func TestTraceParent(t *testing.T) {
+	tp := NewTraceParent()
+	if id := TraceID(tp); len(id) != 32 {
+		t.Fatalf("NewTraceParent %q has no valid trace id", tp)
+	}
+	if NewTraceParent() == tp {
+		t.Fatal("two traces share ids")
+	}
+	for _, bad := range []string{"", "garbage", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"} {
+		if TraceID(bad) != "" {
+			t.Errorf("TraceID(%q) accepted an invalid traceparent", bad)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/retry"
 )
 
@@ -138,7 +139,11 @@ func (w *worker) applyOne(ctx context.Context, tx pgx.Tx, m kafka.Message) (outc
 	if h == nil {
 		return ignored, nil
 	}
-	log := w.log.With().Str("event_id", ev.ID.String()).Str("event_type", ev.Type).Str("correlation_id", ev.CorrelationID).Logger()
+	logc := w.log.With().Str("event_id", ev.ID.String()).Str("event_type", ev.Type).Str("correlation_id", ev.CorrelationID)
+	if trace := events.TraceID(ev.TraceParent); trace != "" {
+		logc = logc.Str("trace_id", trace)
+	}
+	log := logc.Logger()
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("savepoint: %w", err)

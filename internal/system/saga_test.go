@@ -21,8 +21,21 @@ func TestHappyPathConfirmsOrder(t *testing.T) {
 	s := sku(t)
 	h.putProduct(s, 1250, 10)
 
-	id := h.place(newOrder("alice", s, 3, "tok_visa", "US"))
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	code, body := h.do("POST", "/v1/orders", newOrder("alice", s, 3, "tok_visa", "US"), map[string]string{"traceparent": "00-" + trace + "-00f067aa0ba902b7-01"})
+	if code != http.StatusAccepted {
+		t.Fatalf("place: %d %s", code, body)
+	}
+	id := jsonField(t, body, "id")
 	o := h.settled(id, "order.confirmed", "stock.sold", "notification.sent")
+	// The caller's trace reaches every step, however many hops away.
+	for _, topic := range []string{sagas.Topic(sagas.Payment), sagas.Topic(sagas.Shipping), sagas.Topic(sagas.Notification)} {
+		for _, m := range h.topicMessages(topic) {
+			if e, err := events.FromMessage(m); err == nil && e.Subject == id && events.TraceID(e.TraceParent) != trace {
+				t.Errorf("%s on %s carries trace %q, want %s", e.Type, topic, e.TraceParent, trace)
+			}
+		}
+	}
 	if o.Status != "CONFIRMED" || o.Reason != "" || o.TotalCents != 3750 || o.CustomerID != "alice" {
 		t.Fatalf("order %+v", o)
 	}

@@ -22,7 +22,7 @@ func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusBadRequest, "Idempotency-Key is longer than 255 characters"))
 		return
 	}
-	placed, err := s.Place(r.Context(), req, key)
+	placed, err := s.Place(r.Context(), req, PlaceOptions{IdempotencyKey: key, TraceParent: r.Header.Get("traceparent")})
 	switch {
 	case errors.Is(err, ErrKeyReused):
 		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusUnprocessableEntity, "this Idempotency-Key was used for a different request"))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/httpapi"
+	"github.com/choreo-dev/choreo/outbox"
 )
 
 // PlaceRequest is the body of POST /v1/orders.
@@ -80,9 +81,16 @@ type Placed struct {
 // ErrKeyReused means an Idempotency-Key came back with a different request.
 var ErrKeyReused = errors.New("idempotency key reused with a different request")
 
+// PlaceOptions are the request's metadata.
+type PlaceOptions struct {
+	IdempotencyKey string
+	TraceParent    string // W3C traceparent of the caller's trace; a new trace is started when not valid
+}
+
 // Place stores a new PENDING order and its order.placed event in one transaction. With an idempotency key
 // already used for the same request it returns that order instead; for a different request, ErrKeyReused.
-func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey string) (Placed, error) {
+func (s *Service) Place(ctx context.Context, req PlaceRequest, opts PlaceOptions) (Placed, error) {
+	idempotencyKey := opts.IdempotencyKey
 	body, err := json.Marshal(req)
 	if err != nil {
 		return Placed{}, fmt.Errorf("encode request: %w", err)
@@ -105,6 +113,10 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 	ev, err := events.New(s.emit.Source, id.String(), placed)
 	if err != nil {
 		return Placed{}, err
+	}
+	ev.TraceParent = opts.TraceParent
+	if events.TraceID(ev.TraceParent) == "" {
+		ev.TraceParent = events.NewTraceParent()
 	}
 
 	tx, err := s.pool.Begin(ctx)
@@ -129,7 +141,7 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, idempotencyKey st
 			return p, err
 		}
 	}
-	if err := s.emit.Emit(ctx, tx, id.String(), nil, "", placed); err != nil {
+	if err := outbox.Append(ctx, tx, s.emit.Topic, ev); err != nil {
 		return Placed{}, fmt.Errorf("publish order.placed for %s: %w", id, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
