@@ -1,0 +1,290 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/choreo-dev/choreo/internal/retry"
+)
+
+type batch struct {
+	records []Record
+}
+
+// inflight is the set of ids read but not yet deleted; the reader must not read them again.
+type inflight struct {
+	mu  sync.Mutex
+	ids map[int64]struct{}
+}
+
+func (f *inflight) add(recs []Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range recs {
+		f.ids[r.ID] = struct{}{}
+	}
+}
+
+func (f *inflight) remove(ids []int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range ids {
+		delete(f.ids, id)
+	}
+}
+
+func (f *inflight) list() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]int64, 0, len(f.ids))
+	for id := range f.ids {
+		out = append(out, id)
+	}
+	return out
+}
+
+// pipeline runs the read, publish and delete stages until stopCtx ends (then drains) or workCtx ends.
+func (r *Relay) pipeline(stopCtx, workCtx context.Context, wake <-chan struct{}) {
+	toPublish := make(chan batch, 1)
+	toDelete := make(chan batch, 4)
+	flying := &inflight{ids: map[int64]struct{}{}}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); defer close(toDelete); r.publishStage(workCtx, toPublish, toDelete) }()
+	go func() { defer wg.Done(); r.deleteStage(workCtx, toDelete, flying) }()
+
+	r.readStage(stopCtx, workCtx, wake, toPublish, flying)
+	close(toPublish)
+	wg.Wait()
+}
+
+// readStage reads committed rows in id order. Ids are taken at insert time, so a transaction can commit
+// after rows with higher ids were already read. Two queries keep such late rows from waiting:
+//   - a scan from the lowest id that skips the rows in flight, whenever the relay is caught up (and at
+//     least every rescanEvery under sustained load); it finds late rows as well as new ones;
+//   - a cheap cursor read (id > last read) while full batches keep coming.
+func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, flying *inflight) {
+	var cursor int64
+	streaming, announced := false, false
+	lastScan := time.Now()
+	poll := time.NewTimer(r.cfg.pollInterval)
+	defer poll.Stop()
+	for attempt := 0; stopCtx.Err() == nil && workCtx.Err() == nil; {
+		var recs []Record
+		var more bool
+		var err error
+		if streaming {
+			recs, more, err = r.read(stopCtx, readAfterSQL, cursor)
+		} else {
+			recs, more, err = r.read(stopCtx, readSkippingSQL, flying.list())
+			lastScan = time.Now()
+		}
+		if err != nil {
+			if stopCtx.Err() != nil {
+				return
+			}
+			r.retries.Add(1)
+			r.log.Warn().Err(err).Msg("read outbox; retrying")
+			if !retry.Sleep(stopCtx, r.backoff(attempt)) {
+				return
+			}
+			attempt++
+			streaming = false
+			continue
+		}
+		attempt = 0
+		if len(recs) > 0 {
+			flying.add(recs)
+			select {
+			case out <- batch{records: recs}:
+			case <-workCtx.Done():
+				return
+			}
+			cursor = max(cursor, recs[len(recs)-1].ID)
+		}
+		if more {
+			streaming = time.Since(lastScan) < r.cfg.rescanEvery
+			continue
+		}
+		streaming = false
+		if len(recs) > 0 {
+			continue // rows keep coming: read on without sleeping, and without asking for notifications
+		}
+		// Caught up. Ask writers to notify, then read once more: a commit that saw the flag unset and
+		// committed before this read is found by it; one that sees the flag set notifies.
+		if !announced {
+			if err := r.setWaiting(stopCtx, true); err != nil {
+				continue // the read above retries with backoff if the database is gone
+			}
+			announced = true
+			continue
+		}
+		if !poll.Stop() {
+			select {
+			case <-poll.C:
+			default:
+			}
+		}
+		poll.Reset(r.cfg.pollInterval)
+		select {
+		case <-wake:
+		case <-poll.C:
+		case <-stopCtx.Done():
+		case <-workCtx.Done():
+		}
+		// Awake: writers need not notify while the relay keeps reading.
+		if err := r.setWaiting(stopCtx, false); err == nil {
+			announced = false
+		}
+	}
+}
+
+// setWaiting tells writers whether to notify on commit. The flag is only a hint for latency (the poll
+// covers a lost update), so it is written without waiting for the WAL flush.
+func (r *Relay) setWaiting(ctx context.Context, waiting bool) error {
+	_, err := r.pool.Exec(ctx, `BEGIN; SET LOCAL synchronous_commit = off; UPDATE outbox_relay SET waiting = `+strconv.FormatBool(waiting)+` WHERE id = 1; COMMIT`)
+	if err != nil {
+		return fmt.Errorf("set outbox_relay.waiting: %w", err)
+	}
+	return nil
+}
+
+// Postgres 14+ hashes the array of a "<> ALL" with a parameter, so skipping in-flight ids stays cheap.
+const (
+	readAfterSQL    = `SELECT id, topic, key, headers, value, created_at FROM outbox WHERE id > $1 ORDER BY id LIMIT $2`
+	readSkippingSQL = `SELECT id, topic, key, headers, value, created_at FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
+)
+
+// read returns the next batch and whether more rows wait behind it (the batch was cut by count or bytes).
+func (r *Relay) read(ctx context.Context, sql string, arg any) ([]Record, bool, error) {
+	rows, err := r.pool.Query(ctx, sql, arg, r.cfg.batchSize)
+	if err != nil {
+		return nil, false, fmt.Errorf("read outbox: %w", err)
+	}
+	recs := make([]Record, 0, r.cfg.batchSize)
+	var hs []header
+	size, more := 0, false
+	for rows.Next() {
+		var rec Record
+		var rawHeaders []byte
+		if err := rows.Scan(&rec.ID, &rec.Message.Topic, &rec.Message.Key, &rawHeaders, &rec.Message.Value, &rec.CreatedAt); err != nil {
+			rows.Close()
+			return nil, false, fmt.Errorf("scan outbox row: %w", err)
+		}
+		hs = hs[:0]
+		if err := json.Unmarshal(rawHeaders, &hs); err != nil {
+			rows.Close()
+			return nil, false, fmt.Errorf("decode headers of outbox row %d: %w", rec.ID, err)
+		}
+		rec.Message.Headers = make([]kafka.Header, len(hs))
+		for i, h := range hs {
+			rec.Message.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
+		}
+		// Stop at MaxBatchBytes so that no partition needs two produce requests (see MaxBatchBytes); the
+		// rows left out are read again next time.
+		if size += messageSize(rec.Message); size > MaxBatchBytes && len(recs) > 0 {
+			more = true
+			break
+		}
+		recs = append(recs, rec)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read outbox: %w", err)
+	}
+	return recs, more || len(recs) == r.cfg.batchSize, nil
+}
+
+// publishStage writes batches one at a time, retrying each until Kafka acknowledges it, so no row is
+// published ahead of an earlier one that failed.
+func (r *Relay) publishStage(ctx context.Context, in <-chan batch, out chan<- batch) {
+	msgs := make([]kafka.Message, 0, r.cfg.batchSize)
+	for b := range in {
+		msgs = msgs[:0]
+		for _, rec := range b.records {
+			msgs = append(msgs, rec.Message)
+		}
+		for attempt := 0; ; attempt++ {
+			err := r.pub.WriteMessages(ctx, msgs...)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			r.retries.Add(1)
+			d := r.backoff(attempt)
+			r.log.Warn().Err(err).Int("rows", len(msgs)).Int64("first_id", b.records[0].ID).Dur("retry_in", d).Msg("publish to Kafka failed; retrying")
+			if !retry.Sleep(ctx, d) {
+				return
+			}
+		}
+		r.ackNs.Store(uint64(time.Now().UnixNano()))
+		if r.cfg.onPublished != nil {
+			r.cfg.onPublished(b.records)
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// deleteStage deletes acknowledged rows, merging whatever batches are waiting into one statement.
+func (r *Relay) deleteStage(ctx context.Context, in <-chan batch, flying *inflight) {
+	var ids []int64
+	for b := range in {
+		ids = appendIDs(ids[:0], b)
+		n := 1
+	more:
+		for {
+			select {
+			case next, ok := <-in:
+				if !ok {
+					break more
+				}
+				ids = appendIDs(ids, next)
+				n++
+			default:
+				break more
+			}
+		}
+		for attempt := 0; ; attempt++ {
+			_, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			r.retries.Add(1)
+			d := r.backoff(attempt)
+			r.log.Warn().Err(err).Int("rows", len(ids)).Dur("retry_in", d).Msg("delete published outbox rows failed; retrying")
+			if !retry.Sleep(ctx, d) {
+				return
+			}
+		}
+		flying.remove(ids)
+		r.published.Add(uint64(len(ids)))
+		r.batches.Add(uint64(n))
+	}
+}
+
+func appendIDs(ids []int64, b batch) []int64 {
+	for _, rec := range b.records {
+		ids = append(ids, rec.ID)
+	}
+	return ids
+}
+
+func (r *Relay) backoff(attempt int) time.Duration {
+	return retry.Backoff(attempt, r.cfg.backoffMin, r.cfg.backoffMax)
+}
