@@ -211,20 +211,8 @@ func (r *Relay) publishStage(ctx context.Context, in <-chan batch, out chan<- ba
 		for _, rec := range b.records {
 			msgs = append(msgs, rec.Message)
 		}
-		for attempt := 0; ; attempt++ {
-			err := r.pub.WriteMessages(ctx, msgs...)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			r.retries.Add(1)
-			d := r.backoff(attempt)
-			r.log.Warn().Err(err).Int("rows", len(msgs)).Int64("first_id", b.records[0].ID).Dur("retry_in", d).Msg("publish to Kafka failed; retrying")
-			if !retry.Sleep(ctx, d) {
-				return
-			}
+		if !r.untilDone(ctx, "publish to Kafka", len(msgs), b.records[0].ID, func() error { return r.pub.WriteMessages(ctx, msgs...) }) {
+			return
 		}
 		r.ackNs.Store(uint64(time.Now().UnixNano()))
 		if r.cfg.onPublished != nil {
@@ -257,24 +245,33 @@ func (r *Relay) deleteStage(ctx context.Context, in <-chan batch, flying *inflig
 				break more
 			}
 		}
-		for attempt := 0; ; attempt++ {
-			_, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			r.retries.Add(1)
-			d := r.backoff(attempt)
-			r.log.Warn().Err(err).Int("rows", len(ids)).Dur("retry_in", d).Msg("delete published outbox rows failed; retrying")
-			if !retry.Sleep(ctx, d) {
-				return
-			}
+		del := func() error { _, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids); return err }
+		if !r.untilDone(ctx, "delete published outbox rows", len(ids), ids[0], del) {
+			return
 		}
 		flying.remove(ids)
 		r.published.Add(uint64(len(ids)))
 		r.batches.Add(uint64(n))
+	}
+}
+
+// untilDone runs op until it succeeds, retrying with backoff: a stage never moves past a batch it could not
+// finish. It reports false once ctx ends.
+func (r *Relay) untilDone(ctx context.Context, what string, rows int, firstID int64, op func() error) bool {
+	for attempt := 0; ; attempt++ {
+		err := op()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		r.retries.Add(1)
+		d := r.backoff(attempt)
+		r.log.Warn().Err(err).Int("rows", rows).Int64("first_id", firstID).Dur("retry_in", d).Msg(what + " failed; retrying")
+		if !retry.Sleep(ctx, d) {
+			return false
+		}
 	}
 }
 

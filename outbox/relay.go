@@ -67,7 +67,8 @@ type config struct {
 // Option configures a Relay.
 type Option func(*config)
 
-// WithBatchSize sets how many rows one read, one Kafka write and one delete handle (default 1000).
+// WithBatchSize sets how many rows one read, one Kafka write and one delete handle (default 1000; never
+// more than a *kafka.Writer publisher's BatchSize).
 func WithBatchSize(n int) Option { return func(c *config) { c.batchSize = n } }
 
 // WithPollInterval sets the fallback poll for when a notification is missed (default 1s).
@@ -108,6 +109,11 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, log zerolog.Logger, opts ...Opt
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	// A kafka-go writer splits a partition's share of a batch larger than its BatchSize into several
+	// produce requests, and an earlier one failing does not stop the later ones: keep every batch within one.
+	if w, ok := pub.(*kafka.Writer); ok && w.BatchSize > 0 && cfg.batchSize > w.BatchSize {
+		cfg.batchSize = w.BatchSize
 	}
 	return &Relay{pool: pool, pub: pub, log: log.With().Str("component", "relay").Logger(), cfg: cfg}
 }

@@ -500,3 +500,27 @@ func TestWritersNotifyOnlyWhileTheRelaySleeps(t *testing.T) {
 	}
 	_, _ = conn.Exec(ctx, "UNLISTEN *")
 }
+
+// TestBatchesNeverExceedTheWritersBatchSize: a relay batch larger than the kafka-go writer's BatchSize would
+// be split into several produce requests per partition, so the relay keeps to the writer's size.
+func TestBatchesNeverExceedTheWritersBatchSize(t *testing.T) {
+	t.Parallel()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	appendEvents(t, pool, topic, "o-small", 1, 50)
+	w := outbox.NewKafkaWriter(brokers, 10)
+	t.Cleanup(func() { _ = w.Close() })
+	var mu sync.Mutex
+	largest := 0
+	startRelay(t, pool, w, testenv.Logger(t), outbox.WithBatchSize(100), outbox.WithOnPublished(func(recs []outbox.Record) {
+		mu.Lock()
+		largest = max(largest, len(recs))
+		mu.Unlock()
+	}))
+	consume(t, brokers, topic, 50, 20*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if largest > 10 {
+		t.Fatalf("a batch of %d rows went to a writer with BatchSize 10", largest)
+	}
+}
