@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/pgembed"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/testenv"
 	"github.com/choreo-dev/choreo/outbox"
@@ -445,5 +448,56 @@ func TestShutdownDrainsInFlightEvents(t *testing.T) {
 	offsets, err := kafkaadmin.GroupOffsets(context.Background(), f.brokers, group, f.topic)
 	if err != nil || len(offsets) != 1 || offsets[0].Lag() != 0 {
 		t.Fatalf("offsets %+v (%v): the drained event's offset must be committed", offsets, err)
+	}
+}
+
+// TestConsumerRidesOutPostgresOutage stops the service's Postgres under a running consumer: the event that
+// arrives meanwhile must be applied once the database is back, not dead-lettered, and the consumer must
+// keep running.
+func TestConsumerRidesOutPostgresOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil { // the server runs as user postgres
+		t.Fatal(err)
+	}
+	cluster, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Log: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	pool, err := postgres.Connect(ctx, cluster.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	f := fixture{pool: pool, brokers: testenv.Kafka(t), topic: testenv.Name(t, "in")}
+	for name, files := range map[string]fs.FS{"outbox": outbox.Migrations(), "inbox": consumer.Migrations()} {
+		if err := postgres.Migrate(ctx, pool, name, files); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE applied (n bigserial PRIMARY KEY, event_id uuid NOT NULL, subject text NOT NULL, seq int NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafkaadmin.EnsureTopics(ctx, f.brokers, kafkaadmin.Topic{Name: f.topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c := f.start(t, router(t).On("order.cancelled", record), nil)
+	f.produce(t, events.ToMessage("", event(t, "o-pg", 1)))
+	testenv.Eventually(t, 30*time.Second, "the first event applied", func() bool { return f.appliedCount(t) == 1 })
+
+	port := cluster.Port()
+	if err := cluster.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, events.ToMessage("", event(t, "o-pg", 2)))
+	testenv.Eventually(t, 30*time.Second, "the consumer to retry against the stopped database", func() bool { return c.Stats().Retries > 0 })
+	if cluster, err = pgembed.Start(ctx, pgembed.Config{DataDir: dir, Port: port, Log: testenv.Logger(t)}); err != nil {
+		t.Fatalf("restart postgres: %v", err)
+	}
+	testenv.Eventually(t, 60*time.Second, "the event from the outage applied", func() bool { return f.appliedCount(t) == 2 })
+	if s := c.Stats(); s.DeadLettered != 0 {
+		t.Fatalf("stats %+v: an outage must not dead-letter anything", s)
 	}
 }
