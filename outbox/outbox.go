@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
 //go:embed migrations/*.sql
@@ -22,8 +23,7 @@ var migrationFiles embed.FS
 
 // Migrations returns the numbered SQL migrations that create the outbox table in a service's database.
 func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrationFiles, "migrations") // the directory is embedded above, so Sub cannot fail
-	return sub
+	return postgres.MigrationsDir(migrationFiles)
 }
 
 // notifyChannel is the LISTEN/NOTIFY channel the outbox trigger signals on each committing transaction.
@@ -100,22 +100,32 @@ type Emitter struct {
 	Topic  string
 }
 
-// Emit appends one event per payload about subject in tx. With a cause they continue its saga (correlation)
-// and name it as their causation; without one they continue the saga correlationID, or start one if empty.
-func (em Emitter) Emit(ctx context.Context, tx Execer, subject string, cause *events.Envelope, correlationID string, ps ...events.Payload) error {
+// Emit appends one event per payload in reaction to cause, in tx: each continues cause's saga (same subject
+// and correlation, and traceparent) and names cause as its causation.
+func (em Emitter) Emit(ctx context.Context, tx Execer, cause events.Envelope, ps ...events.Payload) error {
+	return em.append(ctx, tx, cause.Subject, ps, func(e events.Envelope) events.Envelope { return e.CausedBy(cause) })
+}
+
+// EmitInSaga appends one event per payload about subject in the saga correlationID when no event caused
+// them (a deadline passed, a mail was finally delivered), in tx.
+func (em Emitter) EmitInSaga(ctx context.Context, tx Execer, subject, correlationID string, ps ...events.Payload) error {
+	if correlationID == "" {
+		return fmt.Errorf("emit %d events about %s: no saga (correlation id) given", len(ps), subject)
+	}
+	return em.append(ctx, tx, subject, ps, func(e events.Envelope) events.Envelope {
+		e.CorrelationID = correlationID
+		return e
+	})
+}
+
+func (em Emitter) append(ctx context.Context, tx Execer, subject string, ps []events.Payload, link func(events.Envelope) events.Envelope) error {
 	evs := make([]events.Envelope, 0, len(ps))
 	for _, p := range ps {
 		e, err := events.New(em.Source, subject, p)
 		if err != nil {
 			return err
 		}
-		switch {
-		case cause != nil:
-			e = e.CausedBy(*cause)
-		case correlationID != "":
-			e.CorrelationID = correlationID
-		}
-		evs = append(evs, e)
+		evs = append(evs, link(e))
 	}
 	return Append(ctx, tx, em.Topic, evs...)
 }

@@ -56,8 +56,8 @@ type Relay struct {
 type config struct {
 	batchSize    int
 	pollInterval time.Duration
-	rescanEvery  time.Duration
-	lockID       int64
+	rescanEvery  time.Duration // how long, under sustained load, a late-committing row may wait for a rescan
+	lockID       int64         // the advisory lock key that elects the active relay
 	backoffMin   time.Duration
 	backoffMax   time.Duration
 	grace        time.Duration
@@ -73,13 +73,6 @@ func WithBatchSize(n int) Option { return func(c *config) { c.batchSize = n } }
 
 // WithPollInterval sets the fallback poll for when a notification is missed (default 1s).
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
-
-// WithRescanEvery bounds how long, under sustained load, a row from a transaction that committed after later
-// ids were read can wait before the relay rescans from the lowest id (default 1s).
-func WithRescanEvery(d time.Duration) Option { return func(c *config) { c.rescanEvery = d } }
-
-// WithLockID sets the advisory lock key that elects the active relay (default: a fixed key; one outbox per database).
-func WithLockID(id int64) Option { return func(c *config) { c.lockID = id } }
 
 // WithBackoff sets the retry backoff bounds for Kafka and Postgres failures (default 100ms to 5s).
 func WithBackoff(lo, hi time.Duration) Option {

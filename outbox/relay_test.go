@@ -16,10 +16,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/kafkaembed"
-	"github.com/choreo-dev/choreo/internal/pgembed"
+	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
+	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/postgres"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/outbox"
 )
 

@@ -1,6 +1,7 @@
 // Package sagas describes choreo's order saga as data: which service reacts to which event, what it does,
 // what it may emit, and which reactions are compensations. Services derive their subscriptions from it,
-// tests check every service registers exactly these reactions, and docs/saga.md is generated from it.
+// cmd/choreo/system's TestHandlersMatchTheSaga checks every service registers exactly these reactions, and
+// docs/saga.md is generated from it.
 package sagas
 
 import (
@@ -77,8 +78,16 @@ func OrderSaga() []Reaction {
 	}
 }
 
-// Services returns the saga's services in a stable order.
-func Services() []string { return []string{Order, Inventory, Payment, Shipping, Notification} }
+// Services returns the saga's services, in the order the table first names them.
+func Services() []string {
+	var services []string
+	for _, r := range OrderSaga() {
+		if !slices.Contains(services, r.Service) {
+			services = append(services, r.Service)
+		}
+	}
+	return services
+}
 
 // Topic is the topic a service publishes its events to.
 func Topic(service string) string { return service + ".events" }

@@ -9,10 +9,10 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/choreo-dev/choreo/internal/kafkaembed"
+	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
 )
 
-// kafkaBrokers is the Kafka that choreo's tests use (internal/testenv.Kafka): KAFKA_BROKERS when set
+// kafkaBrokers is the Kafka that choreo's tests use (internal/testing/testenv.Kafka): KAFKA_BROKERS when set
 // (scripts/with-kafka.sh starts a real broker and sets it), else the in-process kfake broker. It is
 // repeated here rather than imported because testenv drags in dependencies (container backends) that
 // this module has no use for; the behaviour is the same.

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/choreo-dev/choreo/internal/pgembed"
+	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/postgres"
 )
 

@@ -13,15 +13,16 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/choreo-dev/choreo/cmd/choreo/system"
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
+	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/internal/httpapi"
 	"github.com/choreo-dev/choreo/internal/ingress"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
-	"github.com/choreo-dev/choreo/internal/kafkaembed"
-	"github.com/choreo-dev/choreo/internal/pgembed"
 	"github.com/choreo-dev/choreo/internal/postgres"
-	"github.com/choreo-dev/choreo/internal/system"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 	"github.com/choreo-dev/choreo/services/inventory"
@@ -110,7 +111,7 @@ func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	ready := make(chan net.Addr, 1)
-	g.Go(func() error { return host.Serve(gctx, cfg.HTTPAddr, sys.Handler(), log, ready) })
+	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, sys.Handler(), log, ready) })
 	g.Go(func() error { return sys.Run(gctx) })
 	select {
 	case addr := <-ready:
@@ -124,8 +125,8 @@ func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
 
 // runService runs one service (or the read model) against the configured Kafka and Postgres.
 func runService(ctx context.Context, name string, cfg Config) error {
-	log := newLogger(cfg).With().Str("service", name).Logger()
-	log.Info().Fields(cfg.logFields()).Msg("starting")
+	log := newLogger(cfg) // host.Open adds the service's name to its lines
+	log.Info().Str("service", name).Fields(cfg.logFields()).Msg("starting")
 	if len(cfg.KafkaBrokers) == 0 || cfg.DatabaseURL == "" {
 		return errors.New("KAFKA_BROKERS and DATABASE_URL are required (only `choreo run` embeds them)")
 	}
@@ -152,10 +153,10 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	defer unit.Close()
 	mux := http.NewServeMux()
 	unit.Routes(mux)
-	host.HealthRoutes(mux, unit.Check, host.KafkaCheck(cfg.KafkaBrokers))
+	httpapi.HealthRoutes(mux, unit.Check, kafkaadmin.Ping(cfg.KafkaBrokers))
 	host.Metrics(mux, unit)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return host.Serve(gctx, cfg.HTTPAddr, mux, log, nil) })
+	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, mux, log, nil) })
 	g.Go(func() error { return unit.Run(gctx) })
 	return g.Wait()
 }
@@ -167,7 +168,7 @@ func runIngress(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return host.Serve(ctx, cfg.HTTPAddr, h, log, nil)
+	return httpapi.Serve(ctx, cfg.HTTPAddr, h, log, nil)
 }
 
 func createTopics(ctx context.Context, cfg Config, stdout io.Writer) error {

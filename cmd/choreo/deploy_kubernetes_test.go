@@ -2,6 +2,16 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -11,19 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"maps"
-	"net"
-	"net/url"
-	"os"
-	"path/filepath"
 	"sigs.k8s.io/kustomize/api/krusty"
 	kusttypes "sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
-	"slices"
-	"strconv"
-	"strings"
-	"testing"
 )
 
 // ---- Kubernetes -------------------------------------------------------------------------------
@@ -535,7 +536,7 @@ func findService(svcs []corev1.Service, name string) *corev1.Service {
 	return nil
 }
 
-// checkTopics: the KafkaTopics are internal/system.Topics with the partitions the processes use,
+// checkTopics: the KafkaTopics are cmd/choreo/system.Topics with the partitions the processes use,
 // on the Strimzi cluster KAFKA_BROKERS points at.
 func checkTopics(t *testing.T, m manifests, containers []container) {
 	t.Helper()
@@ -565,7 +566,7 @@ func checkTopics(t *testing.T, m manifests, containers []container) {
 		for k, v := range kt.Spec.Config {
 			configs[k] = fmt.Sprint(v)
 		}
-		// Strimzi-only settings; internal/system.Topics leaves them to the broker.
+		// Strimzi-only settings; cmd/choreo/system.Topics leaves them to the broker.
 		minISR, _ := strconv.Atoi(configs["min.insync.replicas"])
 		delete(configs, "min.insync.replicas")
 		if kt.Spec.Replicas < 1 || minISR > kt.Spec.Replicas {

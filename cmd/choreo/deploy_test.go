@@ -2,18 +2,13 @@ package main
 
 // Offline checks of the deployment artifacts against the code they run: the Dockerfile, the
 // compose file and the Kustomize manifests must name real subcommands and settings, agree on
-// ports, and create the topics internal/system.Topics creates. What only a real engine or cluster
+// ports, and create the topics cmd/choreo/system.Topics creates. What only a real engine or cluster
 // can show is listed in deploy/README.md ("How this is validated").
 
 import (
 	"bytes"
 	"flag"
 	"fmt"
-	"github.com/choreo-dev/choreo/internal/kafkaadmin"
-	"github.com/choreo-dev/choreo/internal/system"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"io"
 	"maps"
 	"net"
@@ -24,6 +19,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/choreo-dev/choreo/cmd/choreo/system"
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 )
 
 // runtimeEnv are the variables a deployment may set that the Go runtime reads, not settings().
@@ -104,7 +102,7 @@ func checkProcessEnv(cmd string, env map[string]string) (port int, errs []error)
 	return port, errs
 }
 
-// wantTopics is what internal/system.Topics creates with the given KAFKA_PARTITIONS text.
+// wantTopics is what cmd/choreo/system.Topics creates with the given KAFKA_PARTITIONS text.
 func wantTopics(t *testing.T, partitions string) map[string]kafkaadmin.Topic {
 	t.Helper()
 	n, err := strconv.Atoi(partitions)
@@ -124,20 +122,20 @@ func compareTopics(t *testing.T, where string, got, want map[string]kafkaadmin.T
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		g, ok := got[name]
 		if !ok {
-			t.Errorf("%s: topic %s is not created (internal/system.Topics has it)", where, name)
+			t.Errorf("%s: topic %s is not created (cmd/choreo/system.Topics has it)", where, name)
 			continue
 		}
 		w := want[name]
 		if g.Partitions != w.Partitions {
-			t.Errorf("%s: topic %s has %d partitions, internal/system.Topics %d", where, name, g.Partitions, w.Partitions)
+			t.Errorf("%s: topic %s has %d partitions, cmd/choreo/system.Topics %d", where, name, g.Partitions, w.Partitions)
 		}
 		if !maps.Equal(g.Configs, w.Configs) {
-			t.Errorf("%s: topic %s configs %v, internal/system.Topics %v", where, name, g.Configs, w.Configs)
+			t.Errorf("%s: topic %s configs %v, cmd/choreo/system.Topics %v", where, name, g.Configs, w.Configs)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(got)) {
 		if _, ok := want[name]; !ok {
-			t.Errorf("%s: creates topic %s, which internal/system.Topics does not know", where, name)
+			t.Errorf("%s: creates topic %s, which cmd/choreo/system.Topics does not know", where, name)
 		}
 	}
 }
@@ -165,36 +163,9 @@ func checkPinned(ref string) error {
 
 // ---- subcommands ----------------------------------------------------------------------------
 
-// TestCommandsMatchMain keeps commands() equal to the cases of run's switch in main.go and to the
-// usage text, so the deployment checks below judge against the real subcommands.
-func TestCommandsMatchMain(t *testing.T) {
-	file, err := parser.ParseFile(token.NewFileSet(), "main.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cases []string
-	ast.Inspect(file, func(n ast.Node) bool {
-		sw, ok := n.(*ast.SwitchStmt)
-		if !ok {
-			return true
-		}
-		if id, isIdent := sw.Tag.(*ast.Ident); !isIdent || id.Name != "cmd" {
-			return true
-		}
-		for _, stmt := range sw.Body.List {
-			for _, e := range stmt.(*ast.CaseClause).List {
-				if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					s, _ := strconv.Unquote(lit.Value)
-					cases = append(cases, s)
-				}
-			}
-		}
-		return false
-	})
-	if want := commandNames(); !equalSets(cases, want) {
-		t.Errorf("main.go's switch dispatches %v, commands_list.go lists %v: update commands()", cases, want)
-	}
-
+// TestUsageListsEveryCommand keeps the usage text and the hosted units equal to commands(), so the
+// deployment checks below judge against the real subcommands.
+func TestUsageListsEveryCommand(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(t.Context(), []string{"help"}, func(string) string { return "" }, &out, io.Discard); err != nil {
 		t.Fatal(err)

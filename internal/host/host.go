@@ -14,8 +14,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/outbox"
 )
@@ -27,22 +27,31 @@ type Deps struct {
 	Topic string         // the topic the service publishes its events to
 }
 
-// Service is a service's behaviour as the host sees it.
+// Service is a service's behaviour as the host sees it: the reactions it registers. A service may also
+// implement HTTPService and Worker.
 type Service interface {
 	// Handlers registers the service's event handlers.
 	Handlers(r *consumer.Router)
-	// Routes registers the service's HTTP API.
+}
+
+// HTTPService is a service with an HTTP API.
+type HTTPService interface {
 	Routes(mux *http.ServeMux)
-	// Run does the service's own background work until ctx ends.
+}
+
+// Worker is a service with background work of its own (timers, deliveries), done until ctx ends.
+type Worker interface {
 	Run(ctx context.Context) error
 }
 
-// Spec describes a service to host.
+// Spec describes a service to host. The list of specs (cmd/choreo/system.Specs) is the one list of what
+// choreo runs: the binary's commands, its usage text and the deployment checks derive from it.
 type Spec struct {
-	Name       string   // database name, consumer group and log name
+	Name       string   // database name, consumer group, log name and the command that runs it alone
+	Doc        string   // what it is, in a few words, for the usage text
 	Topic      string   // topic it publishes to ("" for services that publish nothing but dead letters)
 	Consumes   []string // topics its consumer group reads
-	Migrations fs.FS    // its own numbered migrations
+	Migrations fs.FS    // an embedded migrations/ directory of numbered .sql files (nil: no tables of its own)
 	Build      func(Deps) (Service, error)
 }
 
@@ -85,7 +94,7 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 	for _, m := range []struct {
 		component string
 		files     fs.FS
-	}{{"outbox", outbox.Migrations()}, {"inbox", consumer.Migrations()}, {u.spec.Name, u.spec.Migrations}} {
+	}{{"outbox", outbox.Migrations()}, {"inbox", consumer.Migrations()}, {u.spec.Name, postgres.MigrationsDir(u.spec.Migrations)}} {
 		if m.files == nil {
 			continue
 		}
@@ -137,8 +146,12 @@ func (u *Unit) Relay() *outbox.Relay { return u.relay }
 // Consumer is the service's consumer, nil if it consumes nothing.
 func (u *Unit) Consumer() *consumer.Consumer { return u.consumer }
 
-// Routes registers the service's HTTP API on mux.
-func (u *Unit) Routes(mux *http.ServeMux) { u.svc.Routes(mux) }
+// Routes registers the service's HTTP API on mux, if it has one.
+func (u *Unit) Routes(mux *http.ServeMux) {
+	if h, ok := u.svc.(HTTPService); ok {
+		h.Routes(mux)
+	}
+}
 
 // Check reports whether the service's database answers.
 func (u *Unit) Check(ctx context.Context) error {
@@ -156,7 +169,9 @@ func (u *Unit) Run(ctx context.Context) error {
 	if u.consumer != nil {
 		g.Go(func() error { return wrap("consumer", u.consumer.Run(ctx)) })
 	}
-	g.Go(func() error { return wrap("background work", u.svc.Run(ctx)) })
+	if w, ok := u.svc.(Worker); ok {
+		g.Go(func() error { return wrap("background work", w.Run(ctx)) })
+	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("%s: %w", u.spec.Name, err)
 	}

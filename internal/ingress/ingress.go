@@ -13,7 +13,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/internal/httpapi"
 )
 
@@ -35,7 +34,7 @@ func New(up Upstreams, log zerolog.Logger) (http.Handler, error) {
 		{[]string{"GET /v1/orders", "GET /v1/orders/{id}", "GET /orders", "GET /orders/{id}"}, up.OrderView},
 		{[]string{"GET /v1/products", "PUT /v1/products/{sku}"}, up.Inventory},
 	}
-	var checks []host.Check
+	var checks []httpapi.Check
 	for _, r := range routes {
 		target, err := url.Parse(r.target)
 		if err != nil || target.Scheme == "" || target.Host == "" {
@@ -51,12 +50,12 @@ func New(up Upstreams, log zerolog.Logger) (http.Handler, error) {
 		}
 		checks = append(checks, upstreamCheck(target))
 	}
-	host.HealthRoutes(mux, checks...)
+	httpapi.HealthRoutes(mux, checks...)
 	return mux, nil
 }
 
 // upstreamCheck reports whether the upstream's /healthz answers 200.
-func upstreamCheck(base *url.URL) host.Check {
+func upstreamCheck(base *url.URL) httpapi.Check {
 	client := &http.Client{Timeout: 2 * time.Second}
 	health := base.JoinPath("/healthz").String()
 	return func(ctx context.Context) error {

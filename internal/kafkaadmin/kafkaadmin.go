@@ -85,3 +85,14 @@ func ping(ctx context.Context, brokers []string) error {
 	}
 	return nil
 }
+
+// Ping returns a readiness check of the brokers: does a metadata request answer.
+func Ping(brokers []string) func(ctx context.Context) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 2 * time.Second}
+	return func(ctx context.Context) error {
+		if _, err := client.Metadata(ctx, &kafka.MetadataRequest{}); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+		return nil
+	}
+}

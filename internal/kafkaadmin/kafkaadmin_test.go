@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
-	"github.com/choreo-dev/choreo/internal/kafkaembed"
 )
 
 func startBroker(t *testing.T) *kafkaembed.Broker {

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/choreo-dev/choreo/internal/postgres"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
 
 func dropOnCleanup(t *testing.T, server, name string) {

@@ -51,3 +51,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, component string, migratio
 	}
 	return nil
 }
+
+// MigrationsDir returns the migrations/ directory of files, a package's embedded
+// `//go:embed migrations/*.sql`, ready for Migrate; nil when files is nil.
+func MigrationsDir(files fs.FS) fs.FS {
+	if files == nil {
+		return nil
+	}
+	sub, _ := fs.Sub(files, "migrations") // fails only for an invalid path, and this one is valid
+	return sub
+}

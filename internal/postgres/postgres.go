@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -68,4 +69,19 @@ func permanent(err error) bool {
 		return false
 	}
 	return pgErr.Code == "3D000" || (len(pgErr.Code) == 5 && pgErr.Code[:2] == "28")
+}
+
+// Querier is what QueryOne needs: a pool, a connection or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// QueryOne runs sql and returns its one row as a T, whose fields take the columns in order.
+func QueryOne[T any](ctx context.Context, q Querier, sql string, args ...any) (T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[T])
 }

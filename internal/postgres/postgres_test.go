@@ -11,9 +11,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/choreo-dev/choreo/internal/pgembed"
+	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/postgres"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -13,10 +13,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/postgres"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 )
 
@@ -40,7 +40,7 @@ func newFixture(t *testing.T, cfg orderview.Config) fixture {
 	if err := postgres.Migrate(ctx, pool, "inbox", consumer.Migrations()); err != nil {
 		t.Fatalf("migrate inbox: %v", err)
 	}
-	if err := postgres.Migrate(ctx, pool, spec.Name, spec.Migrations); err != nil {
+	if err := postgres.Migrate(ctx, pool, spec.Name, postgres.MigrationsDir(spec.Migrations)); err != nil {
 		t.Fatalf("migrate orderview: %v", err)
 	}
 	svc, err := orderview.New(cfg, pool, testenv.Logger(t))

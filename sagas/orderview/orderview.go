@@ -9,14 +9,13 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"regexp"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
-	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/sagas"
 )
@@ -59,12 +58,12 @@ func (c Config) Validate() error {
 // beside the old one.
 func Spec(cfg Config) host.Spec {
 	cfg = cfg.withDefaults()
-	migrations, _ := fs.Sub(migrationFiles, "migrations") // embedded above: cannot fail
 	return host.Spec{
 		Name:       cfg.Group,
+		Doc:        "the order read model and timeline pages",
 		Topic:      "", // publishes nothing but dead letters
 		Consumes:   sagas.Topics(),
-		Migrations: migrations,
+		Migrations: migrationFiles,
 		Build:      func(d host.Deps) (host.Service, error) { return New(cfg, d.Pool, d.Log) },
 	}
 }
@@ -102,10 +101,8 @@ func New(cfg Config, pool *pgxpool.Pool, log zerolog.Logger) (*Service, error) {
 // routes of their own so that one the registry cannot decode (an unknown version, say) is dead-lettered
 // rather than only put on the timeline, which would leave the order silently stale.
 func (s *Service) Handlers(r *consumer.Router) {
-	r.OnAny(s.Project)
-	for _, t := range projected {
-		r.On(t, s.Project)
-	}
+	r.Default(s.Project)
+	r.OnEach(s.Project, projected...)
 }
 
 // Routes registers the JSON API and the timeline pages.
@@ -114,12 +111,6 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/orders/{id}", s.handleGet)
 	mux.HandleFunc("GET /orders", s.handleListPage)
 	mux.HandleFunc("GET /orders/{id}", s.handlePage)
-}
-
-// Run has no background work: it waits for ctx to end.
-func (s *Service) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
 }
 
 // Reset empties the projection and forgets which events the consumer group Config.Group has handled, in

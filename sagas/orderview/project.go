@@ -7,8 +7,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 )
 
 // Status of an order, as the order service settles it.
@@ -19,12 +19,7 @@ const (
 )
 
 // projected are the event types that change an order's state, not only its timeline.
-var projected = []string{
-	events.OrderPlaced{}.EventType(),
-	events.StockReserved{}.EventType(),
-	events.OrderConfirmed{}.EventType(),
-	events.OrderCancelled{}.EventType(),
-}
+var projected = []events.Payload{events.OrderPlaced{}, events.StockReserved{}, events.OrderConfirmed{}, events.OrderCancelled{}}
 
 // Project applies ev to the projection in tx: it adds ev to its order's timeline, moves the order's
 // updated_at to ev's time if later, and applies what ev's payload says about the order. Events of one order

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/httpapi"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 )

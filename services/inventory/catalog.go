@@ -5,11 +5,11 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/httpapi"
 )
 
@@ -30,11 +30,9 @@ type ProductUpdate struct {
 	Stock      *int    `json:"stock"`
 }
 
-var skuPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-
 func (u ProductUpdate) validate(sku string) []httpapi.FieldError {
 	var errs []httpapi.FieldError
-	if !skuPattern.MatchString(sku) {
+	if !events.IsIdentifier(sku) {
 		errs = append(errs, httpapi.FieldError{Field: "sku", Detail: "1-128 letters, digits or . _ : -"})
 	}
 	if u.Name == nil || *u.Name == "" || len(*u.Name) > 200 {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/choreo-dev/choreo/internal/servicetest"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/servicetest"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/services/inventory"
 )
 

@@ -4,15 +4,14 @@
 package inventory
 
 import (
-	"context"
 	"embed"
-	"io/fs"
 	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
-	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/consumer"
+	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/outbox"
 	"github.com/choreo-dev/choreo/sagas"
@@ -29,12 +28,12 @@ type Config struct {
 
 // Spec describes the inventory service to the host.
 func Spec(cfg Config) host.Spec {
-	migrations, _ := fs.Sub(migrationFiles, "migrations") // embedded above: cannot fail
 	return host.Spec{
 		Name:       sagas.Inventory,
+		Doc:        "the inventory service: catalog and stock",
 		Topic:      sagas.Topic(sagas.Inventory),
 		Consumes:   sagas.Subscriptions(sagas.Inventory),
-		Migrations: migrations,
+		Migrations: migrationFiles,
 		Build:      func(d host.Deps) (host.Service, error) { return New(cfg, d.Pool, d.Topic, d.Log), nil },
 	}
 }
@@ -54,21 +53,13 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 
 // Handlers registers reservation, compensation and sale.
 func (s *Service) Handlers(r *consumer.Router) {
-	r.On("order.placed", s.reserve)
-	r.On("payment.declined", s.release)
-	r.On("shipment.failed", s.release)
-	r.On("order.cancelled", s.release)
-	r.On("order.confirmed", s.sell)
+	consumer.On(r, s.reserve)
+	r.OnEach(s.release, events.PaymentDeclined{}, events.ShipmentFailed{}, events.OrderCancelled{})
+	r.OnEach(s.sell, events.OrderConfirmed{})
 }
 
 // Routes registers the catalog API.
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/products", s.handleList)
 	mux.HandleFunc("PUT /v1/products/{sku}", s.handlePut)
-}
-
-// Run has no background work.
-func (s *Service) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
 }

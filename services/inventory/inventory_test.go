@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/servicetest"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/servicetest"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/services/inventory"
 )
 

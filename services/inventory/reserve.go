@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 )
 
 // Reservation statuses.
@@ -30,8 +30,7 @@ const (
 
 // reserve holds every line of a placed order, or none: stock.reserved with the priced lines, or
 // stock.rejected naming the first sku that failed.
-func (s *Service) reserve(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	placed := ev.Payload.(events.OrderPlaced)
+func (s *Service) reserve(ctx context.Context, tx pgx.Tx, ev consumer.Event, placed events.OrderPlaced) error {
 	var exists bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM reservations WHERE order_id = $1)`, placed.OrderID).Scan(&exists); err != nil {
 		return fmt.Errorf("look up reservation %s: %w", placed.OrderID, err)
@@ -84,14 +83,14 @@ func (s *Service) reserve(ctx context.Context, tx pgx.Tx, ev consumer.Event) err
 		placed.OrderID, Reserved, linesJSON, total); err != nil {
 		return fmt.Errorf("record reservation %s: %w", placed.OrderID, err)
 	}
-	return s.emit.Emit(ctx, tx, placed.OrderID, &ev.Envelope, "", events.StockReserved{OrderID: placed.OrderID, Lines: lines, TotalCents: total})
+	return s.emit.Emit(ctx, tx, ev.Envelope, events.StockReserved{OrderID: placed.OrderID, Lines: lines, TotalCents: total})
 }
 
 func (s *Service) reject(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID, reason, sku string) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, status, reason) VALUES ($1, $2, $3)`, orderID, Rejected, reason+": "+sku); err != nil {
 		return fmt.Errorf("record rejection %s: %w", orderID, err)
 	}
-	return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.StockRejected{OrderID: orderID, Reason: reason, SKU: sku})
+	return s.emit.Emit(ctx, tx, ev.Envelope, events.StockRejected{OrderID: orderID, Reason: reason, SKU: sku})
 }
 
 // release puts a held reservation back (payment declined, shipment failed, order cancelled). Whichever of
@@ -140,7 +139,7 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, ev consumer.Event, stat
 	if _, err := tx.Exec(ctx, `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1`, orderID, status); err != nil {
 		return fmt.Errorf("mark reservation %s %s: %w", orderID, status, err)
 	}
-	return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", outcome(orderID))
+	return s.emit.Emit(ctx, tx, ev.Envelope, outcome(orderID))
 }
 
 // moveStock applies set (an assignment list over products using m.q, the line's quantity) to every line's

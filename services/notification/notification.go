@@ -9,8 +9,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/http"
 	"strings"
 	"time"
 
@@ -18,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/outbox"
 	"github.com/choreo-dev/choreo/sagas"
@@ -46,12 +44,12 @@ type SMTPConfig struct {
 
 // Spec describes the notification service to the host.
 func Spec(cfg Config) host.Spec {
-	migrations, _ := fs.Sub(migrationFiles, "migrations") // embedded above: cannot fail
 	return host.Spec{
 		Name:       sagas.Notification,
+		Doc:        "the notification service",
 		Topic:      sagas.Topic(sagas.Notification),
 		Consumes:   sagas.Subscriptions(sagas.Notification),
-		Migrations: migrations,
+		Migrations: migrationFiles,
 		Build: func(d host.Deps) (host.Service, error) {
 			if cfg.SMTP.Addr != "" && cfg.SMTP.From == "" {
 				return nil, errors.New("notification: SMTP needs a From address")
@@ -85,13 +83,9 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 
 // Handlers registers the outcomes to notify and the order.placed that names the customer.
 func (s *Service) Handlers(r *consumer.Router) {
-	r.On("order.placed", s.rememberCustomer)
-	r.On("order.confirmed", s.notify)
-	r.On("order.cancelled", s.notify)
+	consumer.On(r, s.rememberCustomer)
+	r.OnEach(s.notify, events.OrderConfirmed{}, events.OrderCancelled{})
 }
-
-// Routes registers nothing: notification has no public API.
-func (s *Service) Routes(*http.ServeMux) {}
 
 // Run sends pending mail when SMTP is configured.
 func (s *Service) Run(ctx context.Context) error {
@@ -103,8 +97,7 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) rememberCustomer(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	p := ev.Payload.(events.OrderPlaced)
+func (s *Service) rememberCustomer(ctx context.Context, tx pgx.Tx, _ consumer.Event, p events.OrderPlaced) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO customers (order_id, customer_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.OrderID, p.CustomerID); err != nil {
 		return fmt.Errorf("remember customer of %s: %w", p.OrderID, err)
 	}
@@ -138,7 +131,7 @@ func (s *Service) notify(ctx context.Context, tx pgx.Tx, ev consumer.Event) erro
 		return nil // already notified, or the sender loop mails it
 	}
 	zerolog.Ctx(ctx).Info().Str("order_id", orderID).Str("customer_id", customer).Str("subject", subject).Msg("customer notified (log channel)")
-	return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.NotificationSent{OrderID: orderID, Outcome: ev.Type, Channel: channel})
+	return s.emit.Emit(ctx, tx, ev.Envelope, events.NotificationSent{OrderID: orderID, Outcome: ev.Type, Channel: channel})
 }
 
 func (s *Service) recipient(customer string) string {

@@ -84,7 +84,7 @@ func (s *Service) sendOne(ctx context.Context) (bool, error) {
 	if _, err := tx.Exec(ctx, `UPDATE notifications SET status = 'SENT', attempts = attempts + 1, sent_at = now() WHERE order_id = $1`, n.OrderID); err != nil {
 		return false, fmt.Errorf("mark %s sent: %w", n.OrderID, err)
 	}
-	if err := s.emit.Emit(ctx, tx, n.OrderID, nil, n.CorrelationID, events.NotificationSent{OrderID: n.OrderID, Outcome: n.Outcome, Channel: "smtp"}); err != nil {
+	if err := s.emit.EmitInSaga(ctx, tx, n.OrderID, n.CorrelationID, events.NotificationSent{OrderID: n.OrderID, Outcome: n.Outcome, Channel: "smtp"}); err != nil {
 		return false, err
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/host"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/services/order"
 )
 

@@ -7,15 +7,14 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"io/fs"
 	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/outbox"
 	"github.com/choreo-dev/choreo/sagas"
@@ -41,12 +40,12 @@ type Config struct {
 
 // Spec describes the order service to the host.
 func Spec(cfg Config) host.Spec {
-	migrations, _ := fs.Sub(migrationFiles, "migrations") // embedded above: cannot fail
 	return host.Spec{
 		Name:       sagas.Order,
+		Doc:        "the order service: takes orders, settles them",
 		Topic:      sagas.Topic(sagas.Order),
 		Consumes:   sagas.Subscriptions(sagas.Order),
-		Migrations: migrations,
+		Migrations: migrationFiles,
 		Build:      func(d host.Deps) (host.Service, error) { return New(cfg, d.Pool, d.Topic, d.Log) },
 	}
 }
@@ -79,10 +78,10 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) (*Ser
 
 // Handlers registers the outcome events that settle an order.
 func (s *Service) Handlers(r *consumer.Router) {
-	r.On("shipment.scheduled", s.settleOn(Confirmed, ""))
-	r.On("stock.rejected", s.settleOn(Cancelled, events.ReasonOutOfStock))
-	r.On("payment.declined", s.settleOn(Cancelled, events.ReasonPaymentDeclined))
-	r.On("shipment.failed", s.settleOn(Cancelled, events.ReasonShippingFailed))
+	r.OnEach(s.settleOn(Confirmed, ""), events.ShipmentScheduled{})
+	r.OnEach(s.settleOn(Cancelled, events.ReasonOutOfStock), events.StockRejected{})
+	r.OnEach(s.settleOn(Cancelled, events.ReasonPaymentDeclined), events.PaymentDeclined{})
+	r.OnEach(s.settleOn(Cancelled, events.ReasonShippingFailed), events.ShipmentFailed{})
 }
 
 // Routes registers POST /v1/orders.

@@ -27,16 +27,13 @@ type PlaceRequest struct {
 // MaxLines is the most lines one order may have.
 const MaxLines = 100
 
-var (
-	countryCode = regexp.MustCompile(`^[A-Z]{2}$`)
-	identifier  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-)
+var countryCode = regexp.MustCompile(`^[A-Z]{2}$`)
 
 // Validate lists every invalid field of the request.
 func (r PlaceRequest) Validate() []httpapi.FieldError {
 	var errs []httpapi.FieldError
 	bad := func(field, detail string) { errs = append(errs, httpapi.FieldError{Field: field, Detail: detail}) }
-	if !identifier.MatchString(r.CustomerID) {
+	if !events.IsIdentifier(r.CustomerID) {
 		bad("customer_id", "required: 1-128 letters, digits or . _ : -")
 	}
 	switch {
@@ -47,7 +44,7 @@ func (r PlaceRequest) Validate() []httpapi.FieldError {
 	}
 	seen := map[string]bool{}
 	for i, it := range r.Items {
-		if !identifier.MatchString(it.SKU) {
+		if !events.IsIdentifier(it.SKU) {
 			bad(fmt.Sprintf("items[%d].sku", i), "required: 1-128 letters, digits or . _ : -")
 		} else if seen[it.SKU] {
 			bad(fmt.Sprintf("items[%d].sku", i), "listed twice; put the total quantity on one line")

@@ -9,8 +9,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/retry"
 )
 
@@ -47,7 +47,10 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, id uuid.UUID, status, r
 	if status == Cancelled {
 		outcome = events.OrderCancelled{OrderID: id.String(), Reason: reason}
 	}
-	return s.emit.Emit(ctx, tx, id.String(), cause, correlation, outcome)
+	if cause == nil { // the deadline passed: no event caused this
+		return s.emit.EmitInSaga(ctx, tx, id.String(), correlation, outcome)
+	}
+	return s.emit.Emit(ctx, tx, *cause, outcome)
 }
 
 // expireLoop cancels pending orders whose deadline passed. It sleeps until the next deadline, woken early

@@ -13,17 +13,16 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/http"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/outbox"
 	"github.com/choreo-dev/choreo/sagas"
 )
@@ -50,12 +49,12 @@ type Config struct {
 
 // Spec describes the payment service to the host.
 func Spec(cfg Config) host.Spec {
-	migrations, _ := fs.Sub(migrationFiles, "migrations") // embedded above: cannot fail
 	return host.Spec{
 		Name:       sagas.Payment,
+		Doc:        "the payment service",
 		Topic:      sagas.Topic(sagas.Payment),
 		Consumes:   sagas.Subscriptions(sagas.Payment),
-		Migrations: migrations,
+		Migrations: migrationFiles,
 		Build: func(d host.Deps) (host.Service, error) {
 			if cfg.DefaultLimitCents < 0 {
 				return nil, errors.New("payment: default limit must not be negative")
@@ -80,19 +79,9 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 
 // Handlers registers the payment reactions.
 func (s *Service) Handlers(r *consumer.Router) {
-	r.On("order.placed", s.onPlaced)
-	r.On("stock.reserved", s.onReserved)
-	r.On("shipment.failed", s.refund)
-	r.On("order.cancelled", s.refund)
-}
-
-// Routes registers nothing: payment has no public API.
-func (s *Service) Routes(*http.ServeMux) {}
-
-// Run has no background work.
-func (s *Service) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
+	consumer.On(r, s.onPlaced)
+	consumer.On(r, s.onReserved)
+	r.OnEach(s.refund, events.ShipmentFailed{}, events.OrderCancelled{})
 }
 
 // state is a payment row as the handlers need it.
@@ -106,9 +95,8 @@ type state struct {
 
 const returning = ` RETURNING status, customer_id, token, amount_cents, payment_id`
 
-func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	p := ev.Payload.(events.OrderPlaced)
-	st, err := upsert(ctx, tx, `INSERT INTO payments (order_id, customer_id, token, status) VALUES ($1, $2, $3, 'WAITING')
+func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.OrderPlaced) error {
+	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, customer_id, token, status) VALUES ($1, $2, $3, 'WAITING')
 		ON CONFLICT (order_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, token = EXCLUDED.token, updated_at = now()`+returning,
 		p.OrderID, p.CustomerID, p.PaymentToken)
 	if err != nil {
@@ -117,9 +105,8 @@ func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event) er
 	return s.authorize(ctx, tx, ev, p.OrderID, st)
 }
 
-func (s *Service) onReserved(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	p := ev.Payload.(events.StockReserved)
-	st, err := upsert(ctx, tx, `INSERT INTO payments (order_id, amount_cents, status) VALUES ($1, $2, 'WAITING')
+func (s *Service) onReserved(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.StockReserved) error {
+	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, amount_cents, status) VALUES ($1, $2, 'WAITING')
 		ON CONFLICT (order_id) DO UPDATE SET amount_cents = EXCLUDED.amount_cents, updated_at = now()`+returning,
 		p.OrderID, p.TotalCents)
 	if err != nil {
@@ -149,7 +136,7 @@ func (s *Service) authorize(ctx context.Context, tx pgx.Tx, ev consumer.Event, o
 		if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'DECLINED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
 			return fmt.Errorf("decline %s: %w", orderID, err)
 		}
-		return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.PaymentDeclined{OrderID: orderID, Reason: reason})
+		return s.emit.Emit(ctx, tx, ev.Envelope, events.PaymentDeclined{OrderID: orderID, Reason: reason})
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -158,14 +145,14 @@ func (s *Service) authorize(ctx context.Context, tx pgx.Tx, ev consumer.Event, o
 	if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'AUTHORIZED', payment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
 		return fmt.Errorf("authorize %s: %w", orderID, err)
 	}
-	return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.PaymentAuthorized{OrderID: orderID, PaymentID: id.String(), AmountCents: *st.AmountCents})
+	return s.emit.Emit(ctx, tx, ev.Envelope, events.PaymentAuthorized{OrderID: orderID, PaymentID: id.String(), AmountCents: *st.AmountCents})
 }
 
 // refund compensates: an authorized payment is refunded; a payment not yet decided is cancelled so that a
 // stock.reserved arriving later authorizes nothing.
 func (s *Service) refund(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 	orderID := ev.Subject
-	st, err := upsert(ctx, tx, `INSERT INTO payments (order_id, status) VALUES ($1, 'CANCELLED')
+	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, status) VALUES ($1, 'CANCELLED')
 		ON CONFLICT (order_id) DO UPDATE SET updated_at = now()`+returning, orderID)
 	if err != nil {
 		return err
@@ -181,18 +168,15 @@ func (s *Service) refund(ctx context.Context, tx pgx.Tx, ev consumer.Event) erro
 		if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'REFUNDED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, ev.Type); err != nil {
 			return fmt.Errorf("refund %s: %w", orderID, err)
 		}
-		return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "",
+		return s.emit.Emit(ctx, tx, ev.Envelope,
 			events.PaymentRefunded{OrderID: orderID, PaymentID: st.PaymentID.String(), AmountCents: *st.AmountCents, Reason: ev.Type})
 	}
 	return nil // declined, refunded or cancelled already
 }
 
-func upsert(ctx context.Context, tx pgx.Tx, sql string, args ...any) (state, error) {
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return state{}, fmt.Errorf("upsert payment %v: %w", args[0], err)
-	}
-	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[state])
+// upsertPayment runs an upsert of the payment row of args[0] and returns the row it left.
+func upsertPayment(ctx context.Context, tx pgx.Tx, sql string, args ...any) (state, error) {
+	st, err := postgres.QueryOne[state](ctx, tx, sql, args...)
 	if err != nil {
 		return state{}, fmt.Errorf("upsert payment %v: %w", args[0], err)
 	}

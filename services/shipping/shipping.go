@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/http"
 	"slices"
 
 	"github.com/google/uuid"
@@ -18,9 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/outbox"
 	"github.com/choreo-dev/choreo/sagas"
 )
@@ -46,12 +45,12 @@ type Config struct {
 
 // Spec describes the shipping service to the host.
 func Spec(cfg Config) host.Spec {
-	migrations, _ := fs.Sub(migrationFiles, "migrations") // embedded above: cannot fail
 	return host.Spec{
 		Name:       sagas.Shipping,
+		Doc:        "the shipping service",
 		Topic:      sagas.Topic(sagas.Shipping),
 		Consumes:   sagas.Subscriptions(sagas.Shipping),
-		Migrations: migrations,
+		Migrations: migrationFiles,
 		Build: func(d host.Deps) (host.Service, error) {
 			if len(cfg.Countries) == 0 {
 				return nil, errors.New("shipping: no supported countries configured")
@@ -76,18 +75,9 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 
 // Handlers registers the shipping reactions.
 func (s *Service) Handlers(r *consumer.Router) {
-	r.On("order.placed", s.onPlaced)
-	r.On("payment.authorized", s.onAuthorized)
-	r.On("order.cancelled", s.cancel)
-}
-
-// Routes registers nothing: shipping has no public API.
-func (s *Service) Routes(*http.ServeMux) {}
-
-// Run has no background work.
-func (s *Service) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
+	consumer.On(r, s.onPlaced)
+	r.OnEach(s.onAuthorized, events.PaymentAuthorized{})
+	r.OnEach(s.cancel, events.OrderCancelled{})
 }
 
 type state struct {
@@ -99,10 +89,9 @@ type state struct {
 
 const returning = ` RETURNING status, address, authorized, shipment_id`
 
-func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	p := ev.Payload.(events.OrderPlaced)
+func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.OrderPlaced) error {
 	addr, _ := json.Marshal(p.ShippingAddress) // plain struct: cannot fail
-	st, err := upsert(ctx, tx, `INSERT INTO shipments (order_id, address, status) VALUES ($1, $2, 'WAITING')
+	st, err := upsertShipment(ctx, tx, `INSERT INTO shipments (order_id, address, status) VALUES ($1, $2, 'WAITING')
 		ON CONFLICT (order_id) DO UPDATE SET address = EXCLUDED.address, updated_at = now()`+returning, p.OrderID, addr)
 	if err != nil {
 		return err
@@ -111,7 +100,7 @@ func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event) er
 }
 
 func (s *Service) onAuthorized(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	st, err := upsert(ctx, tx, `INSERT INTO shipments (order_id, authorized, status) VALUES ($1, true, 'WAITING')
+	st, err := upsertShipment(ctx, tx, `INSERT INTO shipments (order_id, authorized, status) VALUES ($1, true, 'WAITING')
 		ON CONFLICT (order_id) DO UPDATE SET authorized = true, updated_at = now()`+returning, ev.Subject)
 	if err != nil {
 		return err
@@ -133,7 +122,7 @@ func (s *Service) schedule(ctx context.Context, tx pgx.Tx, ev consumer.Event, or
 		if _, err := tx.Exec(ctx, `UPDATE shipments SET status = 'FAILED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
 			return fmt.Errorf("fail shipment %s: %w", orderID, err)
 		}
-		return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.ShipmentFailed{OrderID: orderID, Reason: reason})
+		return s.emit.Emit(ctx, tx, ev.Envelope, events.ShipmentFailed{OrderID: orderID, Reason: reason})
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -142,13 +131,13 @@ func (s *Service) schedule(ctx context.Context, tx pgx.Tx, ev consumer.Event, or
 	if _, err := tx.Exec(ctx, `UPDATE shipments SET status = 'SCHEDULED', shipment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
 		return fmt.Errorf("schedule shipment %s: %w", orderID, err)
 	}
-	return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.ShipmentScheduled{OrderID: orderID, ShipmentID: id.String()})
+	return s.emit.Emit(ctx, tx, ev.Envelope, events.ShipmentScheduled{OrderID: orderID, ShipmentID: id.String()})
 }
 
 // cancel compensates: a scheduled shipment is cancelled; one not yet decided never will be.
 func (s *Service) cancel(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 	orderID := ev.Subject
-	st, err := upsert(ctx, tx, `INSERT INTO shipments (order_id, status) VALUES ($1, 'CANCELLED')
+	st, err := upsertShipment(ctx, tx, `INSERT INTO shipments (order_id, status) VALUES ($1, 'CANCELLED')
 		ON CONFLICT (order_id) DO UPDATE SET updated_at = now()`+returning, orderID)
 	if err != nil {
 		return err
@@ -162,15 +151,12 @@ func (s *Service) cancel(ctx context.Context, tx pgx.Tx, ev consumer.Event) erro
 	if st.Status == Waiting {
 		return nil
 	}
-	return s.emit.Emit(ctx, tx, orderID, &ev.Envelope, "", events.ShipmentCancelled{OrderID: orderID, ShipmentID: st.ShipmentID.String()})
+	return s.emit.Emit(ctx, tx, ev.Envelope, events.ShipmentCancelled{OrderID: orderID, ShipmentID: st.ShipmentID.String()})
 }
 
-func upsert(ctx context.Context, tx pgx.Tx, sql string, args ...any) (state, error) {
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return state{}, fmt.Errorf("upsert shipment %v: %w", args[0], err)
-	}
-	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[state])
+// upsertShipment runs an upsert of the shipment row of args[0] and returns the row it left.
+func upsertShipment(ctx context.Context, tx pgx.Tx, sql string, args ...any) (state, error) {
+	st, err := postgres.QueryOne[state](ctx, tx, sql, args...)
 	if err != nil {
 		return state{}, fmt.Errorf("upsert shipment %v: %w", args[0], err)
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/postgres"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 )

@@ -12,9 +12,10 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/internal/httpapi"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/sagas"
@@ -111,11 +112,11 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 			return nil, err
 		}
 	}
-	checks := []host.Check{host.KafkaCheck(cfg.Brokers)}
+	checks := []httpapi.Check{kafkaadmin.Ping(cfg.Brokers)}
 	for _, u := range s.units {
 		checks = append(checks, u.Check)
 	}
-	host.HealthRoutes(s.mux, checks...)
+	httpapi.HealthRoutes(s.mux, checks...)
 	host.Metrics(s.mux, s.units...)
 	return s, nil
 }

@@ -1,4 +1,4 @@
-package host
+package httpapi
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
 )
 
 // Check is a readiness probe of one dependency.
@@ -39,17 +38,6 @@ func HealthRoutes(mux *http.ServeMux, checks ...Check) {
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(body)
 	})
-}
-
-// KafkaCheck reports whether the brokers answer a metadata request.
-func KafkaCheck(brokers []string) Check {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 2 * time.Second}
-	return func(ctx context.Context) error {
-		if _, err := client.Metadata(ctx, &kafka.MetadataRequest{}); err != nil {
-			return fmt.Errorf("kafka: %w", err)
-		}
-		return nil
-	}
 }
 
 // Serve serves h on addr until ctx ends, then shuts down gracefully within 10s. ready, if not nil, receives

@@ -11,7 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/sagas"
 )
 

@@ -16,10 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/cmd/choreo/system"
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/internal/host"
-	"github.com/choreo-dev/choreo/internal/system"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/outbox"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/services/order"

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/sagas"
 )
 

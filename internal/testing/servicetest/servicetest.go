@@ -10,10 +10,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
 	"github.com/choreo-dev/choreo/internal/host"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
 
 // Service is a service built on a fresh, migrated database.
@@ -21,7 +21,6 @@ type Service struct {
 	t      testing.TB
 	Pool   *pgxpool.Pool
 	router *consumer.Router
-	reg    *events.Registry
 }
 
 // New migrates a fresh database for spec and builds the service on it.
@@ -38,27 +37,23 @@ func New(t testing.TB, spec host.Spec) *Service {
 	t.Cleanup(u.Close)
 	router := consumer.NewRouter(reg)
 	u.Service().Handlers(router)
-	return &Service{t: t, Pool: u.Pool(), router: router, reg: reg}
+	return &Service{t: t, Pool: u.Pool(), router: router}
 }
 
 // Apply runs the handler for e's type in its own committed transaction, as the consumer runtime would.
 func (s *Service) Apply(e events.Envelope) {
 	s.t.Helper()
-	p, err := s.reg.Decode(e)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	h := s.router.Lookup(e.Type)
-	if h == nil {
-		s.t.Fatalf("the service does not handle %s", e.Type)
-	}
 	ctx := context.Background()
 	tx, err := s.Pool.Begin(ctx)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if err := h(ctx, tx, consumer.Event{Envelope: e, Payload: p}); err != nil {
+	routed, err := s.router.Dispatch(ctx, tx, e)
+	if !routed {
+		s.t.Fatalf("the service does not handle %s", e.Type)
+	}
+	if err != nil {
 		s.t.Fatalf("apply %s: %v", e.Type, err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/choreo-dev/choreo/internal/kafkaembed"
+	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
 )
 
 // Kafka returns the bootstrap brokers: KAFKA_BROKERS (comma-separated) when

@@ -9,8 +9,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
-	"github.com/choreo-dev/choreo/internal/kafkaembed"
 )
 
 const (

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
 
 // recorder captures what Logger writes through t.Log.

@@ -19,12 +19,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/consumer"
+	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
-	"github.com/choreo-dev/choreo/internal/pgembed"
 	"github.com/choreo-dev/choreo/internal/postgres"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/outbox"
 )
 
@@ -139,13 +139,16 @@ func record(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 	return err
 }
 
-func router(t *testing.T) *consumer.Router {
+// cancelledRouter routes order.cancelled to h.
+func cancelledRouter(t *testing.T, h consumer.Handler) *consumer.Router {
 	t.Helper()
 	reg, err := events.Catalog()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return consumer.NewRouter(reg)
+	r := consumer.NewRouter(reg)
+	r.OnEach(h, events.OrderCancelled{})
+	return r
 }
 
 func (f fixture) appliedCount(t *testing.T) int {
@@ -162,7 +165,7 @@ func TestRedeliveredEventIsAppliedOnce(t *testing.T) {
 	f := newFixture(t, 1)
 	e1, e2 := event(t, "o-1", 1), event(t, "o-1", 2)
 	f.produce(t, events.ToMessage("", e1), events.ToMessage("", e1), events.ToMessage("", e2), events.ToMessage("", e1))
-	c := f.start(t, router(t).On("order.cancelled", record), nil)
+	c := f.start(t, cancelledRouter(t, record), nil)
 
 	testenv.Eventually(t, 30*time.Second, "all four deliveries handled", func() bool {
 		s := c.Stats()
@@ -191,7 +194,7 @@ func TestPoisonEventsAreDeadLetteredAndProcessingContinues(t *testing.T) {
 		events.ToMessage("", panics),
 		events.ToMessage("", good),
 	)
-	c := f.start(t, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	c := f.start(t, cancelledRouter(t, func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 		switch ev.Subject {
 		case "o-refused":
 			return consumer.Permanent(errors.New("order o-refused is refused"))
@@ -227,7 +230,7 @@ func TestTransientFailuresRetryThenGiveUp(t *testing.T) {
 	f := newFixture(t, 1)
 	var flakyCalls, brokenCalls atomic.Int32
 	f.produce(t, events.ToMessage("", event(t, "o-flaky", 1)), events.ToMessage("", event(t, "o-broken", 1)), events.ToMessage("", event(t, "o-after", 1)))
-	c := f.start(t, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	c := f.start(t, cancelledRouter(t, func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 		if err := record(ctx, tx, ev); err != nil { // written, then rolled back with the savepoint on failure
 			return err
 		}
@@ -283,7 +286,7 @@ func TestPartitionsRunInParallelEachInOrder(t *testing.T) {
 	both := make(chan struct{})
 	go func() { arrived.Wait(); close(both) }()
 	var gate0, gate1 sync.Once
-	f.start(t, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	f.start(t, cancelledRouter(t, func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 		gate := map[int]*sync.Once{0: &gate0, 1: &gate1}[ev.Partition]
 		if gate != nil {
 			gate.Do(func() { arrived.Done() })
@@ -358,7 +361,7 @@ func TestConsumerRidesOutKafkaOutage(t *testing.T) {
 	if err := kafkaadmin.EnsureTopics(ctx, f.brokers, kafkaadmin.Topic{Name: f.topic, Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
-	c := f.start(t, router(t).On("order.cancelled", record), func(c *consumer.Config) {
+	c := f.start(t, cancelledRouter(t, record), func(c *consumer.Config) {
 		c.SessionTimeout, c.RebalanceTimeout = 6*time.Second, 6*time.Second
 	})
 	f.produce(t, events.ToMessage("", event(t, "o-1", 1)))
@@ -380,7 +383,7 @@ func TestRedriveHandsDeadLettersBack(t *testing.T) {
 	f := newFixture(t, 1)
 	group := testenv.Name(t, "group")
 	var fixed atomic.Bool
-	f.start(t, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	f.start(t, cancelledRouter(t, func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 		if ev.Subject == "o-bug" && !fixed.Load() {
 			return consumer.Permanent(errors.New("bug in handler"))
 		}
@@ -415,7 +418,7 @@ func TestShutdownDrainsInFlightEvents(t *testing.T) {
 	inside, release := make(chan struct{}), make(chan struct{})
 	c, err := consumer.New(consumer.Config{Brokers: f.brokers, Group: group, Topics: []string{f.topic},
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Grace: 30 * time.Second},
-		f.pool, router(t).On("order.cancelled", func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		f.pool, cancelledRouter(t, func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 			close(inside)
 			<-release
 			return record(ctx, tx, ev)
@@ -483,7 +486,7 @@ func TestConsumerRidesOutPostgresOutage(t *testing.T) {
 	if err := kafkaadmin.EnsureTopics(ctx, f.brokers, kafkaadmin.Topic{Name: f.topic, Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
-	c := f.start(t, router(t).On("order.cancelled", record), nil)
+	c := f.start(t, cancelledRouter(t, record), nil)
 	f.produce(t, events.ToMessage("", event(t, "o-pg", 1)))
 	testenv.Eventually(t, 30*time.Second, "the first event applied", func() bool { return f.appliedCount(t) == 1 })
 

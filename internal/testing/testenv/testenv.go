@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-dev/choreo/internal/kafkaembed"
-	"github.com/choreo-dev/choreo/internal/pgembed"
+	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
+	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 )
 
 // shared is what a test binary starts lazily and Main stops. It is package

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/retry"
 )
 
@@ -27,8 +28,7 @@ var migrationFiles embed.FS
 // Migrations returns the numbered SQL migrations that create the inbox table in a service's database. The
 // database also needs the outbox migrations: dead letters leave through the outbox.
 func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrationFiles, "migrations") // the directory is embedded above, so Sub cannot fail
-	return sub
+	return postgres.MigrationsDir(migrationFiles)
 }
 
 // Config configures a Consumer.

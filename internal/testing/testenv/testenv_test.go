@@ -12,7 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
-	"github.com/choreo-dev/choreo/internal/testenv"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

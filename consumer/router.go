@@ -1,0 +1,131 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/choreo-dev/choreo/events"
+)
+
+// Event is what a handler receives: the envelope, its decoded payload and where it came from.
+type Event struct {
+	events.Envelope
+	Payload   events.Payload // nil only for a Router.Default handler receiving a type the registry does not know
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// Handler applies one event inside tx, the transaction that also records the event in the inbox. It may
+// append new events to the outbox through tx. Return Permanent(err) for an event that can never succeed;
+// any other error is retried.
+type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
+
+// Router maps event types to handlers. Routes are keyed by payload type (On, OnEach), so a handler always
+// receives the payload it was written for. An event with no route is counted as ignored: a service's topics
+// carry the other event types of their emitters, which it has no business with.
+type Router struct {
+	reg    *events.Registry
+	routes map[string]Handler
+	def    Handler
+}
+
+// NewRouter returns a router that decodes payloads with reg.
+func NewRouter(reg *events.Registry) *Router {
+	return &Router{reg: reg, routes: map[string]Handler{}}
+}
+
+// On routes events whose payload is P to h, which receives the payload typed.
+func On[P events.Payload](r *Router, h func(ctx context.Context, tx pgx.Tx, ev Event, p P) error) {
+	var zero P
+	r.add(zero.EventType(), func(ctx context.Context, tx pgx.Tx, ev Event) error {
+		p, ok := ev.Payload.(P)
+		if !ok { // the registry maps this type to another struct: a programming error, never retried
+			return Permanent(fmt.Errorf("%s carries %T, the handler wants %T", ev.Type, ev.Payload, zero))
+		}
+		return h(ctx, tx, ev, p)
+	})
+}
+
+// OnEach routes events of each prototype's type to h, for a reaction that reads only the envelope (the
+// subject and type), such as a compensation triggered by several failures.
+func (r *Router) OnEach(h Handler, prototypes ...events.Payload) {
+	for _, p := range prototypes {
+		r.add(p.EventType(), h)
+	}
+}
+
+// Default routes every event without a route of its own to h, whose payload is nil when the registry does
+// not know the type (a projection records every event of a saga, known or not).
+func (r *Router) Default(h Handler) { r.def = h }
+
+func (r *Router) add(eventType string, h Handler) {
+	if _, dup := r.routes[eventType]; dup {
+		panic(fmt.Sprintf("consumer: two routes for %s", eventType)) // wiring error, found by every test
+	}
+	r.routes[eventType] = h
+}
+
+// Reactions returns the event types with a route of their own, sorted: what the service reacts to, to be
+// checked against the saga's table.
+func (r *Router) Reactions() []string {
+	types := make([]string, 0, len(r.routes))
+	for t := range r.routes {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	return slices.Clip(types)
+}
+
+// Dispatch decodes env's payload with the router's registry and runs its handler in tx, as the consumer
+// would after recording the event in its inbox; false means no route matched. Tests of a service's
+// handlers use it.
+func (r *Router) Dispatch(ctx context.Context, tx pgx.Tx, env events.Envelope) (bool, error) {
+	h, p, err := r.resolve(env)
+	if err != nil {
+		return true, err // routed, but the payload does not decode
+	}
+	if h == nil {
+		return false, nil
+	}
+	return true, h(ctx, tx, Event{Envelope: env, Payload: p})
+}
+
+// route finds the handler for m, decoding what it needs. A nil handler means: nothing to do.
+func (r *Router) route(m kafka.Message) (Handler, Event, error) {
+	env, err := events.FromMessage(m)
+	if err != nil {
+		return nil, Event{}, err
+	}
+	ev := Event{Envelope: env, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	h, p, err := r.resolve(env)
+	ev.Payload = p
+	return h, ev, err
+}
+
+// resolve returns env's handler (nil if none) and decoded payload. A Default handler receives a type the
+// registry does not know with a nil payload; a routed type that does not decode is an error.
+func (r *Router) resolve(env events.Envelope) (Handler, events.Payload, error) {
+	h, specific := r.routes[env.Type]
+	if !specific {
+		h = r.def
+	}
+	if h == nil {
+		return nil, nil, nil
+	}
+	p, err := r.reg.Decode(env)
+	if err != nil {
+		var unknown *events.UnknownTypeError
+		if !specific && errors.As(err, &unknown) {
+			return h, nil, nil
+		}
+		return nil, nil, err
+	}
+	return h, p, nil
+}
