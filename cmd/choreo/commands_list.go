@@ -123,7 +123,7 @@ func usage() string {
 	b.WriteString("choreo: an event-driven order saga on Kafka and Postgres\n\nUsage: choreo <command> [flags]\n\nCommands:\n")
 	for _, c := range commands() {
 		name := strings.TrimSpace(c.name + " " + c.args)
-		fmt.Fprintf(&b, "  %-14s %s\n", name, c.doc)
+		fmt.Fprintf(&b, "  %-16s %s\n", name, c.doc)
 	}
 	b.WriteString("\nEvery setting is an environment variable and a flag; 'choreo <command> -h' lists those the command reads,\n" +
 		"'choreo config <command>' checks them. 'choreo help -json' describes every command and setting for tools.\n")
