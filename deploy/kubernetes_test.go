@@ -29,7 +29,10 @@ import (
 // ---- Kubernetes -------------------------------------------------------------------------------
 
 // kustomizations are the directories kubectl apply -k is pointed at.
-var kustomizations = []string{"deploy/base", "deploy/overlays/dev"}
+var kustomizations = []string{"deploy/base", devOverlay}
+
+// devOverlay runs one replica of every Deployment (deploy/README.md).
+const devOverlay = "deploy/overlays/dev"
 
 // kafkaTopic is Strimzi's kafka.strimzi.io/v1beta2 KafkaTopic, the fields choreo sets.
 type kafkaTopic struct {
@@ -211,6 +214,13 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Run(strings.ReplaceAll(dir, "/", "_"), func(t *testing.T) {
 			m := renderManifests(t, root, dir)
 			checkManifests(t, m, img, tmpl)
+			if dir == devOverlay {
+				for _, d := range m.deployments {
+					if n := d.Spec.Replicas; n == nil || *n != 1 {
+						t.Errorf("%s: Deployment %s does not run one replica; the dev overlay promises one of everything (its replicas: list)", dir, d.Name)
+					}
+				}
+			}
 		})
 	}
 }

@@ -124,3 +124,15 @@ func TestArchitectureDocListsEverySetting(t *testing.T) {
 		}
 	}
 }
+
+func TestArchitectureDocListsEveryCommand(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range commandNames() {
+		if !strings.Contains(string(doc), "`choreo "+name) {
+			t.Errorf("docs/architecture.md does not document `choreo %s` (the command table)", name)
+		}
+	}
+}
