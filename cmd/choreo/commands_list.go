@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -19,6 +20,9 @@ type command struct {
 	serves bool
 	// needs are the settings it refuses to start without.
 	needs []string
+	// flags, when set, adds the command's own flags beside the settings' (their values reach run through
+	// the closure that made both).
+	flags func(fs *flag.FlagSet)
 	run   func(ctx context.Context, cfg Config, args []string, stdout io.Writer) error
 }
 
@@ -57,6 +61,7 @@ func commands() []command {
 			run: deadLetters},
 		command{name: "healthcheck", doc: "exit 0 if this container's /healthz answers (for image health checks)",
 			run: func(ctx context.Context, cfg Config, _ []string, _ io.Writer) error { return healthcheck(ctx, cfg) }},
+		tokenCommand(),
 		command{name: "saga", doc: "print the saga's documentation (docs/saga.md)",
 			run: func(_ context.Context, _ Config, _ []string, stdout io.Writer) error { return printSaga(stdout) }},
 	)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/choreo-dev/choreo/internal/auth"
 	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
@@ -38,6 +40,12 @@ type Config struct {
 	OrderURL          string
 	OrderViewURL      string
 	InventoryURL      string
+	AuthHMACSecret    string
+	AuthJWKSURL       string
+	AuthIssuer        string
+	AuthAudience      string
+	AuthDisabled      bool
+	RateLimit         float64
 
 	effective map[string]string // the final text of every setting, for the start-up log
 }
@@ -85,10 +93,21 @@ func settings() []setting {
 		{"SMTP_USERNAME", "", "SMTP user", false, str(func(c *Config) *string { return &c.SMTPUsername })},
 		{"SMTP_PASSWORD", "", "SMTP password", true, str(func(c *Config) *string { return &c.SMTPPassword })},
 		{"NOTIFY_DOMAIN", "customers.invalid", "mail domain for customer ids that are not addresses", false, str(func(c *Config) *string { return &c.NotifyDomain })},
-		{"OPERATOR_TOKEN", "", "when set, PUT /v1/products needs Authorization: Bearer <token>", true, str(func(c *Config) *string { return &c.OperatorToken })},
+		{"OPERATOR_TOKEN", "", "a static bearer token that acts as an operator (catalog changes, every order); with no AUTH_* key source it still guards PUT /v1/products", true, str(func(c *Config) *string { return &c.OperatorToken })},
 		{"ORDER_URL", "http://127.0.0.1:8081", "ingress: base URL of the order service", false, str(func(c *Config) *string { return &c.OrderURL })},
 		{"ORDERVIEW_URL", "http://127.0.0.1:8086", "ingress: base URL of the order read model", false, str(func(c *Config) *string { return &c.OrderViewURL })},
 		{"INVENTORY_URL", "http://127.0.0.1:8082", "ingress: base URL of the inventory service", false, str(func(c *Config) *string { return &c.InventoryURL })},
+		{"AUTH_HMAC_SECRET", "", "verify HS256 bearer JWTs with this secret (at least 32 characters)", true, str(func(c *Config) *string { return &c.AuthHMACSecret })},
+		{"AUTH_JWKS_URL", "", "verify RS256/ES256 bearer JWTs with the keys of this JWK Set (cached, refreshed hourly and on an unknown key id)", false, str(func(c *Config) *string { return &c.AuthJWKSURL })},
+		{"AUTH_ISSUER", "", "when set, a token's iss must equal it", false, str(func(c *Config) *string { return &c.AuthIssuer })},
+		{"AUTH_AUDIENCE", "", "when set, a token's aud must contain it", false, str(func(c *Config) *string { return &c.AuthAudience })},
+		{"AUTH_DISABLED", "false", "true: serve the API without authentication (ingress and API services refuse to start with neither this nor a key source)", false, func(c *Config, v string) (err error) { c.AuthDisabled, err = strconv.ParseBool(v); return }},
+		{"RATE_LIMIT_PER_CLIENT", "", "orders a second each client may place (per token subject, else per address); empty: no limit", false, func(c *Config, v string) (err error) {
+			if v != "" {
+				c.RateLimit, err = strconv.ParseFloat(v, 64)
+			}
+			return
+		}},
 	}
 }
 
@@ -149,7 +168,30 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("DATABASE_URL must be a postgres:// URL"))
 		}
 	}
+	if err := c.authConfig().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("AUTH_*: %w", err))
+	}
+	if c.AuthDisabled && c.authConfig().Enforced() {
+		errs = append(errs, errors.New("AUTH_DISABLED=true contradicts AUTH_HMAC_SECRET/AUTH_JWKS_URL; set one or the other"))
+	}
+	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
+		errs = append(errs, errors.New("RATE_LIMIT_PER_CLIENT must be a positive number of orders a second"))
+	}
 	return errors.Join(errs...)
+}
+
+// authConfig maps the AUTH_* settings and OPERATOR_TOKEN onto internal/auth.
+func (c Config) authConfig() auth.Config {
+	return auth.Config{HMACSecret: c.AuthHMACSecret, JWKSURL: c.AuthJWKSURL, Issuer: c.AuthIssuer, Audience: c.AuthAudience, OperatorToken: c.OperatorToken}
+}
+
+// requireAuth is the check of the production commands that serve the public API: authentication is
+// configured, or explicitly switched off.
+func (c Config) requireAuth(command string) error {
+	if c.authConfig().Enforced() || c.AuthDisabled {
+		return nil
+	}
+	return fmt.Errorf("`choreo %s` serves the public API: set AUTH_HMAC_SECRET or AUTH_JWKS_URL, or AUTH_DISABLED=true to run it open on purpose", command)
 }
 
 // logFields returns the effective config for the start-up log line, secrets masked.
