@@ -140,7 +140,7 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	if len(cfg.KafkaBrokers) == 0 || cfg.DatabaseURL == "" {
 		return errors.New("KAFKA_BROKERS and DATABASE_URL are required (only `choreo run` embeds them)")
 	}
-	api := slices.Contains(system.APIs(), name)
+	api := servesPublicAPI(name)
 	if api {
 		if err := cfg.requireAuth(name); err != nil {
 			return err
@@ -185,6 +185,12 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, authn.Middleware(mux), log, nil) })
 	g.Go(func() error { return unit.Run(gctx) })
 	return g.Wait()
+}
+
+// servesPublicAPI reports whether `choreo command` serves (part of) the public API, so that it refuses to
+// start without authentication configured or explicitly disabled.
+func servesPublicAPI(command string) bool {
+	return command == "ingress" || slices.Contains(system.APIs(), command)
 }
 
 func runIngress(ctx context.Context, cfg Config) error {

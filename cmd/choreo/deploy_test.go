@@ -94,6 +94,11 @@ func checkProcessEnv(cmd string, env map[string]string) (port int, errs []error)
 	if err != nil {
 		return 0, append(errs, fmt.Errorf("the binary rejects this environment: %w", err))
 	}
+	if servesPublicAPI(cmd) {
+		if err := cfg.requireAuth(cmd); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	host, p, _ := net.SplitHostPort(cfg.HTTPAddr) // validated
 	if host != "" && host != "0.0.0.0" && host != "::" {
 		errs = append(errs, fmt.Errorf("HTTP_ADDR=%s listens on %s only; probes and peers reach the container on its own address", cfg.HTTPAddr, host))
