@@ -12,6 +12,7 @@ import (
 
 	"github.com/choreo-dev/choreo/cmd/choreo/system"
 	"github.com/choreo-dev/choreo/internal/auth"
+	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/internal/ingress"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
@@ -104,6 +105,13 @@ func TestAuthorization(t *testing.T) {
 	h := start(t, cfg)
 	if !h.sys.Authenticated() {
 		t.Fatal("system with an HMAC secret is not authenticated")
+	}
+	// system.APIs (whose commands refuse to start open) are exactly the units with an HTTP API.
+	for _, spec := range system.Specs(cfg) {
+		_, api := h.sys.Unit(spec.Name).Service().(host.HTTPService)
+		if api != slices.Contains(system.APIs(), spec.Name) {
+			t.Errorf("unit %s serves an HTTP API: %v; listed in system.APIs: %v", spec.Name, api, !api)
+		}
 	}
 	anon := client{h: h, base: h.url}
 	alice := client{h: h, base: h.url, header: bearer(t, "alice")}
