@@ -38,7 +38,7 @@ func newAuth(t *testing.T, cfg auth.Config) *auth.Authenticator {
 }
 
 // sign signs claims with method and key, setting kid when given.
-func sign(t *testing.T, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
+func sign(t testing.TB, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, claims)
 	if kid != "" {
@@ -160,6 +160,13 @@ type jwks struct {
 func newJWKS(t *testing.T) *jwks {
 	t.Helper()
 	j := &jwks{}
+	j.url = serveJWKS(t, j)
+	return j
+}
+
+// serveJWKS serves j's keys until the test ends and returns the set's URL.
+func serveJWKS(t testing.TB, j *jwks) string {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		j.fetches.Add(1)
 		j.mu.Lock()
@@ -168,8 +175,7 @@ func newJWKS(t *testing.T) *jwks {
 		_ = json.NewEncoder(w).Encode(map[string]any{"keys": j.keys})
 	}))
 	t.Cleanup(srv.Close)
-	j.url = srv.URL + "/.well-known/jwks.json"
-	return j
+	return srv.URL + "/.well-known/jwks.json"
 }
 
 func (j *jwks) serve(keys ...map[string]string) {
