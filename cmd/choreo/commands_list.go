@@ -93,6 +93,7 @@ func commands() []command {
 			run: func(ctx context.Context, cfg Config, _ []string, _ io.Writer) error { return healthcheck(ctx, cfg) }},
 		command{name: "config", args: "COMMAND", doc: "check the environment (and flags) as COMMAND would read them; print its settings as JSON",
 			own: checkConfig},
+		tokenCommand(),
 		command{name: "saga", doc: "print the saga's documentation (docs/saga.md)",
 			run: func(_ context.Context, _ Config, _ []string, stdout io.Writer) error { return printSaga(stdout) }},
 	)

@@ -14,10 +14,13 @@ import (
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/auth"
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/internal/httpapi"
+	"github.com/choreo-dev/choreo/internal/ingress"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/ratelimit"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 	"github.com/choreo-dev/choreo/services/inventory"
@@ -41,6 +44,8 @@ type Config struct {
 	Seed         []inventory.Product // added to the catalog if missing
 	Host         host.Options        // Host.Namespace also prefixes the database names
 	Disabled     []string            // units not to run here (run elsewhere, or withheld by a test)
+	Auth         auth.Config         // who may call the API; the zero value leaves it open
+	RateLimit    float64             // orders a second per client on POST /v1/orders; 0: no limit
 }
 
 // Specs returns the hosted units of the system: the five saga services and the read model.
@@ -54,6 +59,10 @@ func Specs(cfg Config) []host.Spec {
 		orderview.Spec(cfg.OrderView),
 	}
 }
+
+// APIs are the units that serve part of the public HTTP API (the ingress routes to them), so run alone
+// they verify their callers too.
+func APIs() []string { return []string{sagas.Order, sagas.Inventory, orderview.Name} }
 
 // Topics returns every topic the system uses: each service's events topic (kept forever, so read models
 // can be rebuilt by replaying) and its dead-letter topic.
@@ -71,9 +80,11 @@ func Topics(namespace string, partitions int) []kafkaadmin.Topic {
 
 // System is the running assembly.
 type System struct {
-	units []*host.Unit
-	mux   *http.ServeMux
-	log   zerolog.Logger
+	units   []*host.Unit
+	mux     *http.ServeMux
+	handler http.Handler
+	auth    *auth.Authenticator
+	log     zerolog.Logger
 }
 
 // Open creates the topics and the databases, migrates and builds every unit, and seeds the catalog.
@@ -88,7 +99,16 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &System{mux: http.NewServeMux(), log: log}
+	authn, err := auth.New(ctx, cfg.Auth, log)
+	if err != nil {
+		return nil, fmt.Errorf("authentication: %w", err)
+	}
+	s := &System{mux: http.NewServeMux(), auth: authn, log: log}
+	var limiter *ratelimit.Limiter
+	if cfg.RateLimit > 0 {
+		limiter = ratelimit.New(cfg.RateLimit)
+	}
+	s.handler = ingress.Guard(s.mux, authn, limiter)
 	for _, spec := range Specs(cfg) {
 		if slices.Contains(cfg.Disabled, spec.Name) {
 			continue
@@ -121,8 +141,11 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 	return s, nil
 }
 
-// Handler serves every service's HTTP API plus /healthz, /readyz and /metrics.
-func (s *System) Handler() http.Handler { return s.mux }
+// Handler serves every service's HTTP API plus /healthz, /readyz and /metrics, behind ingress.Guard.
+func (s *System) Handler() http.Handler { return s.handler }
+
+// Authenticated reports whether callers must present a valid token (Config.Auth set a key source).
+func (s *System) Authenticated() bool { return s.auth.Enforced() }
 
 // Unit returns the hosted unit called name, or nil.
 func (s *System) Unit(name string) *host.Unit {
@@ -148,4 +171,5 @@ func (s *System) Close() {
 	for _, u := range s.units {
 		u.Close()
 	}
+	s.auth.Close()
 }
