@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -19,6 +20,8 @@ type command struct {
 	serves bool
 	// needs are the settings it refuses to start without.
 	needs []string
+	// flags, when set, binds the command's own flags (and their environment defaults) beside the settings.
+	flags func(fs *flag.FlagSet, getenv func(string) string)
 	run   func(ctx context.Context, cfg Config, args []string, stdout io.Writer) error
 }
 
@@ -55,6 +58,7 @@ func commands() []command {
 			}},
 		command{name: "dlq", args: "SERVICE", doc: "list the service's dead letters; 'dlq SERVICE redrive' hands them back once fixed",
 			run: deadLetters},
+		loadCommand(),
 		command{name: "healthcheck", doc: "exit 0 if this container's /healthz answers (for image health checks)",
 			run: func(ctx context.Context, cfg Config, _ []string, _ io.Writer) error { return healthcheck(ctx, cfg) }},
 		command{name: "saga", doc: "print the saga's documentation (docs/saga.md)",

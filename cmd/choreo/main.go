@@ -34,6 +34,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	args = args[1:]
 	fs := flag.NewFlagSet("choreo "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if cmd.flags != nil {
+		cmd.flags(fs, getenv)
+	}
 	cfg, err := loadConfig(fs, args, getenv)
 	if err != nil {
 		return err
