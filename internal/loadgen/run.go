@@ -91,7 +91,8 @@ func (s *session) phase(ctx context.Context, label string, rate float64, count i
 	sent, late := pace(ctx, wallClock{}, start, sched, s.cfg.LateTolerance, func(int, time.Duration) {
 		s.send(postCtx)
 	})
-	offering := time.Since(start)
+	// Offering n orders takes n intervals: the last one is sent one interval before the next would be.
+	offering := max(time.Since(start), sched.due(sent))
 
 	drain := s.cfg.Drain
 	if ctx.Err() != nil {
