@@ -28,8 +28,12 @@ type series struct {
 func WriteChart(w io.Writer, title, summary string, secs []Second, marks []Mark) error {
 	var p50, p99, offered, finished []float64
 	for _, s := range secs {
-		p50 = append(p50, float64(s.P50)/float64(time.Millisecond))
-		p99 = append(p99, float64(s.P99)/float64(time.Millisecond))
+		if s.Measured == 0 { // no latency known for this second: a gap, not a zero
+			p50, p99 = append(p50, math.NaN()), append(p99, math.NaN())
+		} else {
+			p50 = append(p50, float64(s.P50)/float64(time.Millisecond))
+			p99 = append(p99, float64(s.P99)/float64(time.Millisecond))
+		}
 		offered = append(offered, float64(s.Offered))
 		finished = append(finished, float64(s.Finished))
 	}
@@ -37,7 +41,7 @@ func WriteChart(w io.Writer, title, summary string, secs []Second, marks []Mark)
 		Title, Summary string
 		Panels         []template.HTML
 	}{Title: title, Summary: summary, Panels: []template.HTML{
-		panel("Latency, POST to final event (ms), by the second the order was sent", secs, marks,
+		panel("Latency, POST to final event (ms), of the finished orders by the second they were sent", secs, marks,
 			series{"p50", "#1f77b4", p50}, series{"p99", "#d62728", p99}),
 		panel("Throughput (orders per second)", secs, marks,
 			series{"offered", "#7f7f7f", offered}, series{"finished", "#2ca02c", finished}),
@@ -65,7 +69,9 @@ func panel(title string, secs []Second, marks []Mark, ss ...series) template.HTM
 	top := 0.0
 	for _, s := range ss {
 		for _, v := range s.Values {
-			top = math.Max(top, v)
+			if !math.IsNaN(v) {
+				top = math.Max(top, v)
+			}
 		}
 	}
 	top = niceCeil(top)
@@ -90,11 +96,28 @@ func panel(title string, secs []Second, marks []Mark, ss ...series) template.HTM
 			x(float64(m.At)), x(float64(m.At)), padT, chartH-padB, x(float64(m.At))+3, padT+10, template.HTMLEscapeString(m.Label))
 	}
 	for k, s := range ss {
+		fmt.Fprintf(&b, `<g class="series" stroke="%s" fill="%[1]s">`, s.Color)
 		var pts []string
+		flush := func() { // one line per run of known values; a lone value is a dot
+			switch len(pts) {
+			case 0:
+			case 1:
+				xy := strings.Split(pts[0], ",")
+				fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="2"/>`, xy[0], xy[1])
+			default:
+				fmt.Fprintf(&b, `<polyline fill="none" stroke-width="1.8" points="%s"/>`, strings.Join(pts, " "))
+			}
+			pts = pts[:0]
+		}
 		for i, v := range s.Values {
+			if math.IsNaN(v) {
+				flush()
+				continue
+			}
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(float64(i)), y(v)))
 		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.8" points="%s"/>`, s.Color, strings.Join(pts, " "))
+		flush()
+		b.WriteString(`</g>`)
 		ly := padT + 10 + 18*k
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="3"/><text x="%d" y="%d" font-size="12">%s</text>`,
 			chartW-padR+10, chartW-padR+30, ly, ly, s.Color, chartW-padR+35, ly+4, template.HTMLEscapeString(s.Name))

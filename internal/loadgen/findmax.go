@@ -61,12 +61,13 @@ func FindMax(ctx context.Context, cfg Config) (MaxReport, error) {
 		}
 		passed, why := f.judge(r)
 		m.Steps = append(m.Steps, Step{Report: r, Passed: passed, Why: why})
-		at := int(r.Start.Sub(m.Start) / time.Second)
+		// Steps follow one another: each one's seconds go after the last one's, where it started.
+		at := max(len(m.Series), int(math.Round(r.Start.Sub(m.Start).Seconds())))
 		m.Marks = append(m.Marks, Mark{At: at, Label: fmt.Sprintf("%.0f/s", rate)})
 		for len(m.Series) < at {
 			m.Series = append(m.Series, Second{})
 		}
-		m.Series = append(m.Series[:at], r.Series...)
+		m.Series = append(m.Series, r.Series...)
 		if !passed {
 			break
 		}
@@ -81,13 +82,13 @@ func (m MaxReport) Print(w io.Writer) {
 		fmt.Fprintf(w, "final events: %s\n", m.Steps[0].Source)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "step\tasked/s\tachieved/s\toffered\tfinished\tfinished/s\terrors\tlate\tp50\tp90\tp99\tmax\t\t")
+	fmt.Fprintln(tw, "step\tasked/s\tachieved/s\toffered\tfinished\tfinished/s\terrors\tlate\tp50\tp90\tp99\tmax\t  verdict")
 	for i, s := range m.Steps {
 		verdict := "pass"
 		if !s.Passed {
 			verdict = "FAIL: " + s.Why
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.1f\t%d\t%.1f%%\t%.1f\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", i+1, s.Rate, s.AchievedRate(), s.Offered,
+		fmt.Fprintf(tw, "%d\t%.0f\t%.1f\t%d\t%.1f%%\t%.1f\t%d\t%d\t%s\t%s\t%s\t%s\t  %s\n", i+1, s.Rate, s.AchievedRate(), s.Offered,
 			100*s.FinishedShare(), s.FinishedRate, s.Errors(), s.Late, ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.Max), verdict)
 	}
 	tw.Flush()

@@ -75,7 +75,7 @@ func TestReportCountsAddUp(t *testing.T) {
 	}
 	var out bytes.Buffer
 	r.Print(&out)
-	for _, want := range []string{"offered    8 orders", "HTTP 503: 1", "concurrency bound: 1", "wrong outcome: 1", "expired", "p99 1990.0ms"} {
+	for _, want := range []string{"offered    8 orders", "HTTP 503: 1", "concurrency bound: 1", "wrong outcome: 1", "expired", "p99 1.99s"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
@@ -83,7 +83,12 @@ func TestReportCountsAddUp(t *testing.T) {
 }
 
 func TestChartIsSelfContained(t *testing.T) {
-	secs := []Second{{Offered: 20, Finished: 18, P50: 20 * time.Millisecond, P99: 80 * time.Millisecond}, {Offered: 20, Finished: 22, P50: 25 * time.Millisecond, P99: 300 * time.Millisecond}}
+	secs := []Second{
+		{Offered: 20, Finished: 18, Measured: 20, P50: 20 * time.Millisecond, P99: 80 * time.Millisecond},
+		{Offered: 20, Finished: 22, Measured: 20, P50: 25 * time.Millisecond, P99: 300 * time.Millisecond},
+		{Offered: 20, Finished: 5}, // none of this second's orders finished: a gap in the latency lines
+		{Offered: 20, Finished: 20, Measured: 20, P50: 25 * time.Millisecond, P99: 30 * time.Millisecond},
+	}
 	var b bytes.Buffer
 	if err := WriteChart(&b, "load <test>", "summary & table", secs, []Mark{{At: 1, Label: "75/s"}}); err != nil {
 		t.Fatal(err)
@@ -97,9 +102,13 @@ func TestChartIsSelfContained(t *testing.T) {
 		if err := xml.Unmarshal([]byte(svg), new(struct{})); err != nil {
 			t.Fatalf("SVG is not well-formed: %v\n%s", err, svg)
 		}
-		if strings.Count(svg, "<polyline") != 2 {
-			t.Fatalf("want two lines per panel:\n%s", svg)
+		if strings.Count(svg, `<g class="series"`) != 2 {
+			t.Fatalf("want two series per panel:\n%s", svg)
 		}
+	}
+	// Latency: each series is a line over seconds 0-1 and a dot at second 3; throughput: one line each.
+	if lat, thr := svgs[0], svgs[1]; strings.Count(lat, "<polyline") != 2 || strings.Count(lat, "<circle") != 2 || strings.Count(thr, "<polyline") != 2 || strings.Contains(lat, "NaN") {
+		t.Fatalf("gaps not drawn as gaps:\n%s\n%s", lat, thr)
 	}
 	for _, external := range []string{"<script", "src=", "href=", "@import", "url("} {
 		if strings.Contains(page, external) {

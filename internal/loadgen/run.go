@@ -190,10 +190,10 @@ func progressLine(elapsed time.Duration, recs []record) string {
 		elapsed.Seconds(), len(recs), accepted, finished, accepted-finished, errs, ms(p.P50), ms(p.P99))
 }
 
-// ms formats a latency in milliseconds, or seconds above 10s.
+// ms formats a latency in milliseconds, or seconds from 1s.
 func ms(d time.Duration) string {
-	if d >= 10*time.Second {
-		return fmt.Sprintf("%.1fs", d.Seconds())
+	if d >= time.Second {
+		return fmt.Sprintf("%.2fs", d.Seconds())
 	}
 	return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
 }

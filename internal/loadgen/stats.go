@@ -36,6 +36,7 @@ func summarise(ds []time.Duration) Percentiles {
 type Second struct {
 	Offered  int           // orders sent in this second
 	Finished int           // orders whose final event is in this second
+	Measured int           // orders sent in this second that finished: P50 and P99 are theirs
 	P50, P99 time.Duration // latency of the orders sent in this second that finished
 }
 
@@ -64,7 +65,7 @@ func perSecond(origin time.Time, recs []record) []Second {
 	}
 	for i, ds := range lat {
 		p := summarise(ds)
-		secs[i].P50, secs[i].P99 = p.P50, p.P99
+		secs[i].Measured, secs[i].P50, secs[i].P99 = p.N, p.P50, p.P99
 	}
 	return secs
 }

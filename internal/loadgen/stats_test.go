@@ -60,9 +60,9 @@ func TestPerSecond(t *testing.T) {
 		t.Fatalf("%d seconds: %+v", len(secs), secs)
 	}
 	want := []Second{
-		{Offered: 2, Finished: 1, P50: 50 * time.Millisecond, P99: 400 * time.Millisecond},
+		{Offered: 2, Finished: 1, Measured: 2, P50: 50 * time.Millisecond, P99: 400 * time.Millisecond},
 		{Offered: 1, Finished: 1},
-		{Offered: 1, Finished: 1, P50: 10 * time.Millisecond, P99: 10 * time.Millisecond},
+		{Offered: 1, Finished: 1, Measured: 1, P50: 10 * time.Millisecond, P99: 10 * time.Millisecond},
 	}
 	for i := range want {
 		if secs[i] != want[i] {
