@@ -27,7 +27,7 @@ type Report struct {
 	Outcomes   []OutcomeCount
 
 	Latency      Percentiles   // POST to final event, of the finished orders
-	FinishedRate float64       // finished orders per second, from the first offer to the last final event
+	FinishedRate float64       // finished orders per second, from the first offer to the last final event (or the end of offering)
 	Late         int           // sends more than the tolerance behind the schedule
 	MaxLate      time.Duration // the latest send
 
@@ -70,9 +70,9 @@ func rate(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// buildReport counts a phase's records.
-func buildReport(recs []record, mix Mix, start time.Time) Report {
-	r := Report{Offered: len(recs), Failures: map[string]int{}, Start: start}
+// buildReport counts the records of a phase that offered from start for offering.
+func buildReport(recs []record, mix Mix, start time.Time, offering time.Duration) Report {
+	r := Report{Offered: len(recs), Failures: map[string]int{}, Start: start, Offering: offering}
 	asked, got := map[Outcome]int{}, map[Outcome]int{}
 	var lat []time.Duration
 	var last time.Time
@@ -103,7 +103,7 @@ func buildReport(recs []record, mix Mix, start time.Time) Report {
 	}
 	r.Latency = summarise(lat)
 	if r.Finished > 0 {
-		r.FinishedRate = rate(r.Finished, last.Sub(start))
+		r.FinishedRate = rate(r.Finished, max(last.Sub(start), offering))
 	}
 	for _, o := range outcomes {
 		if mix[o] > 0 || got[o] > 0 {

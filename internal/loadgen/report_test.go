@@ -49,8 +49,7 @@ func TestReportCountsAddUp(t *testing.T) {
 		{want: Confirmed, offered: at(60)},                                      // no answer
 		{want: PaymentDeclined, offered: at(70), failure: "transport: timeout"}, // nothing finished of this outcome
 	}
-	r := buildReport(recs, Mix{Confirmed: 3, ShippingFailed: 1, PaymentDeclined: 1}, start)
-	r.Offering = 80 * time.Millisecond
+	r := buildReport(recs, Mix{Confirmed: 3, ShippingFailed: 1, PaymentDeclined: 1}, start, 80*time.Millisecond)
 	failures := 0
 	for _, n := range r.Failures {
 		failures += n

@@ -105,8 +105,8 @@ func (s *session) phase(ctx context.Context, label string, rate float64, count i
 	stopProgress()
 
 	recs := s.tracker.snapshot()
-	r := buildReport(recs, s.cfg.Mix, start)
-	r.Rate, r.Offering, r.Late, r.MaxLate, r.Source = rate, offering, late.count, late.max, s.source
+	r := buildReport(recs, s.cfg.Mix, start, offering)
+	r.Rate, r.Late, r.MaxLate, r.Source = rate, late.count, late.max, s.source
 	r.Interrupted = sent < sched.count
 	return r
 }
