@@ -23,7 +23,7 @@ func loadCommand() command {
 		hotShare float64
 	)
 	return command{
-		name: "load", doc: "offer orders at a fixed rate to a running choreo and report latency POST -> final event (--find-max: the knee)",
+		name: "load", doc: "offer orders at a fixed rate to a running choreo; report latency to the final event (-find-max: the knee)",
 		flags: func(fs *flag.FlagSet, getenv func(string) string) {
 			url := getenv("CHOREO_URL")
 			if url == "" {
