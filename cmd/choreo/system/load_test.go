@@ -29,7 +29,10 @@ func loadConfig(t *testing.T, h *harness, count int) loadgen.Config {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // checkLoad asserts that every offered order was accepted and seen final with the outcome it was
 // planned for, and that the report's counts add up.
