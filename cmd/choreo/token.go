@@ -22,7 +22,7 @@ func tokenCommand() command {
 	return command{
 		name: "token", needs: []string{"AUTH_HMAC_SECRET"},
 		doc: "print an HS256 bearer token signed with AUTH_HMAC_SECRET: --sub CUSTOMER [--role operator] [--ttl 24h]",
-		flags: func(fs *flag.FlagSet) {
+		flags: func(fs *flag.FlagSet, _ func(string) string) {
 			fs.StringVar(&sub, "sub", "", "the token's subject: the customer it acts for")
 			fs.Func("role", "a role of the token (repeatable; operator reads every order and changes the catalog)", func(v string) error {
 				roles = append(roles, v)
