@@ -240,6 +240,7 @@ function messagesPage() {
     const chosen = q.get("topic") || names.find((n) => n.endsWith("order.events")) || names[0];
     topic.replaceChildren(...names.map((n) => h("option", {value: n, selected: n === chosen}, n)));
     if (!chosen) return;
+    if (q.get("tail")) { tailBtn.click(); return; }
     const p = new URLSearchParams();
     for (const k of ["topic", "partition", "offset", "from", "key", "before"]) if (q.get(k)) p.set(k, q.get(k));
     p.set("topic", chosen);
@@ -249,7 +250,6 @@ function messagesPage() {
       if (b.next) list.append(h("a", {href: "/ui/messages?" + b.next}, "next page →"));
     });
   }).catch(showError);
-  if (q.get("tail")) setTimeout(() => tailBtn.click(), 0);
 }
 
 const ceOrder = ["type", "id", "source", "subject", "time", "specversion", "schemaversion", "correlationid", "causationid"];
@@ -284,8 +284,11 @@ function deadLettersPage() {
   });
 }
 
+// results keeps the outcome of each service's last redrive across the reloads it causes.
+const results = {};
+
 function serviceLetters(s, d, reload) {
-  const result = h("span", {class: "result muted"});
+  const result = h("span", {class: "result " + (results[s.service] || {cls: "muted"}).cls}, (results[s.service] || {}).text || "");
   const token = h("input", {type: "password", name: "token", placeholder: "operator token", autocomplete: "off"});
   const form = h("form", {class: "inline", method: "post", action: `/ui/api/deadletters/${encodeURIComponent(s.service)}/redrive`},
     d.token_required ? token : null, h("button", {type: "submit", disabled: !d.redrive || s.letters.length === 0}, "Redrive"), result);
@@ -293,8 +296,8 @@ function serviceLetters(s, d, reload) {
     e.preventDefault();
     const body = new URLSearchParams();
     if (d.token_required) body.set("token", token.value);
-    api(form.action, {method: "POST", body}).then((r) => { result.textContent = `${r.redriven} redriven`; reload(); })
-      .catch((err) => { result.textContent = err.message; result.className = "result error"; });
+    api(form.action, {method: "POST", body}).then((r) => { results[s.service] = {text: `${r.redriven} redriven`, cls: "ok"}; reload(); })
+      .catch((err) => { results[s.service] = {text: err.message, cls: "error"}; reload(); });
   });
   return h("section", {class: "card service", "data-service": s.service},
     h("div", {class: "row"}, h("h2", {class: "grow"}, `${s.service} `, h("span", {class: "muted count"}, `${s.letters.length} dead letters`)), form),
