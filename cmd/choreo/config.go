@@ -85,7 +85,7 @@ func settings() []setting {
 		{"SMTP_USERNAME", "", "SMTP user", false, str(func(c *Config) *string { return &c.SMTPUsername })},
 		{"SMTP_PASSWORD", "", "SMTP password", true, str(func(c *Config) *string { return &c.SMTPPassword })},
 		{"NOTIFY_DOMAIN", "customers.invalid", "mail domain for customer ids that are not addresses", false, str(func(c *Config) *string { return &c.NotifyDomain })},
-		{"OPERATOR_TOKEN", "", "when set, PUT /v1/products needs Authorization: Bearer <token>", true, str(func(c *Config) *string { return &c.OperatorToken })},
+		{"OPERATOR_TOKEN", "", "when set, PUT /v1/products and the console's redrive need Authorization: Bearer <token>", true, str(func(c *Config) *string { return &c.OperatorToken })},
 		{"ORDER_URL", "http://127.0.0.1:8081", "ingress: base URL of the order service", false, str(func(c *Config) *string { return &c.OrderURL })},
 		{"ORDERVIEW_URL", "http://127.0.0.1:8086", "ingress: base URL of the order read model", false, str(func(c *Config) *string { return &c.OrderViewURL })},
 		{"INVENTORY_URL", "http://127.0.0.1:8082", "ingress: base URL of the inventory service", false, str(func(c *Config) *string { return &c.InventoryURL })},

@@ -254,7 +254,11 @@ func (s *sampler) readEvents(ctx context.Context, topics []kafkaadmin.TopicInfo,
 			}
 			s.mu.Lock()
 			for _, m := range msgs {
-				s.count(header(m.Headers, events.HeaderType), header(m.Headers, events.HeaderSubject), m.Time, m.Value)
+				at := m.Time
+				if t, err := time.Parse(time.RFC3339Nano, header(m.Headers, events.HeaderTime)); err == nil {
+					at = t // the event's own time: when the order was accepted, when the saga ended
+				}
+				s.count(header(m.Headers, events.HeaderType), header(m.Headers, events.HeaderSubject), at, m.Value)
 				from = m.Offset + 1
 			}
 			s.mu.Unlock()
