@@ -18,6 +18,7 @@ import (
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/auth"
+	"github.com/choreo-dev/choreo/internal/console"
 	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
 	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/host"
@@ -49,9 +50,10 @@ func systemConfig(cfg Config) system.Config {
 			SMTP:   notification.SMTPConfig{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername, Password: cfg.SMTPPassword},
 			Domain: cfg.NotifyDomain,
 		},
-		OrderView: orderview.Config{},
-		Auth:      cfg.authConfig(),
-		RateLimit: cfg.RateLimit,
+		OrderView:     orderview.Config{},
+		Auth:          cfg.authConfig(),
+		RateLimit:     cfg.RateLimit,
+		OperatorToken: cfg.OperatorToken,
 	}
 }
 
@@ -125,7 +127,7 @@ func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
 	g.Go(func() error { return sys.Run(gctx) })
 	select {
 	case addr := <-ready:
-		fmt.Fprintf(stdout, "\nchoreo is up: http://%s\n  catalog:  curl -s http://%[1]s/v1/products\n  timeline: http://%[1]s/orders\n%s  Ctrl-C stops it.\n\n", addr, authNote)
+		fmt.Fprintf(stdout, "\nchoreo is up: http://%s\n  console:  http://%[1]s/ui (flow, topics, messages, dead letters, sagas)\n  catalog:  curl -s http://%[1]s/v1/products\n  timeline: http://%[1]s/orders\n%s  Ctrl-C stops it.\n\n", addr, authNote)
 	case <-gctx.Done():
 	}
 	err = g.Wait()
@@ -216,7 +218,37 @@ func runIngress(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return httpapi.Serve(ctx, cfg.HTTPAddr, h, log, nil)
+	if len(cfg.KafkaBrokers) == 0 {
+		log.Info().Msg("KAFKA_BROKERS is not set: no console under /ui")
+		return httpapi.Serve(ctx, cfg.HTTPAddr, h, log, nil)
+	}
+	// The console reads Kafka itself and the read model through its API; redrive needs the services'
+	// databases, so here it points at `choreo dlq SERVICE redrive`.
+	orders, err := console.OrderViewAPI(cfg.OrderViewURL)
+	if err != nil {
+		return err
+	}
+	cc := console.Config{Brokers: cfg.KafkaBrokers, Orders: orders, OperatorToken: cfg.OperatorToken, Log: log}
+	for _, spec := range system.Specs(systemConfig(cfg)) {
+		cc.Services = append(cc.Services, console.Service{Name: spec.Name, Consumes: spec.Consumes})
+	}
+	con, err := console.New(cc)
+	if err != nil {
+		return err
+	}
+	defer con.Close()
+	// The console answers behind the same guard as the API (h guards its own routes).
+	consoleMux := http.NewServeMux()
+	con.Routes(consoleMux)
+	mux := http.NewServeMux()
+	mux.Handle("/ui", guard(consoleMux))
+	mux.Handle("/ui/", guard(consoleMux))
+	mux.Handle("GET /{$}", consoleMux) // a redirect to /ui
+	mux.Handle("/", h)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, mux, log, nil) })
+	g.Go(func() error { return con.Run(gctx) })
+	return g.Wait()
 }
 
 func createTopics(ctx context.Context, cfg Config, stdout io.Writer) error {

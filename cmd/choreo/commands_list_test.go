@@ -52,7 +52,7 @@ func TestEachCommandReadsItsOwnSettings(t *testing.T) {
 		"shipping":     append(slices.Clone(shared), "SHIPPING_COUNTRIES"),
 		"notification": append(slices.Clone(shared), "SMTP_ADDR", "SMTP_FROM", "SMTP_USERNAME", "SMTP_PASSWORD", "NOTIFY_DOMAIN"),
 		"orderview":    slices.Concat(shared, auth),
-		"ingress":      slices.Concat([]string{"HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "ORDER_URL", "ORDERVIEW_URL", "INVENTORY_URL", "RATE_LIMIT_PER_CLIENT"}, auth),
+		"ingress":      slices.Concat([]string{"KAFKA_BROKERS", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "ORDER_URL", "ORDERVIEW_URL", "INVENTORY_URL", "RATE_LIMIT_PER_CLIENT"}, auth),
 		"token":        {"AUTH_HMAC_SECRET", "AUTH_ISSUER", "AUTH_AUDIENCE"},
 		"topics":       {"KAFKA_BROKERS", "KAFKA_PARTITIONS"},
 		"replay":       {"KAFKA_BROKERS", "DATABASE_URL", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR"},

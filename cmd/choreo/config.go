@@ -84,7 +84,7 @@ func list(dst func(*Config) *[]string) func(*Config, string) error {
 // publishes it, and the deployment checks (deploy/) judge manifests against it.
 func settings() []setting {
 	var (
-		brokers  = []string{"run", anyService, "topics", "replay", "dlq", "load"}
+		brokers  = []string{"run", anyService, "topics", "replay", "dlq", "load", "ingress"}
 		database = []string{"run", anyService, "replay", "dlq"}
 		listen   = []string{"run", anyService, "ingress", "healthcheck"}
 		logs     = []string{"run", anyService, "ingress", "replay", "dlq"}
@@ -120,7 +120,7 @@ func settings() []setting {
 		{"SMTP_USERNAME", "", "SMTP user", false, notification, str(func(c *Config) *string { return &c.SMTPUsername })},
 		{"SMTP_PASSWORD", "", "SMTP password", true, notification, str(func(c *Config) *string { return &c.SMTPPassword })},
 		{"NOTIFY_DOMAIN", "customers.invalid", "mail domain for customer ids that are not addresses", false, notification, str(func(c *Config) *string { return &c.NotifyDomain })},
-		{"OPERATOR_TOKEN", "", "a static bearer token that acts as an operator (catalog changes, every order); with no AUTH_* key source it still guards PUT /v1/products; choreo load seeds its products with it", true, operator, str(func(c *Config) *string { return &c.OperatorToken })},
+		{"OPERATOR_TOKEN", "", "a static bearer token that acts as an operator (catalog changes, every order); with no AUTH_* key source it still guards PUT /v1/products and the console's redrive; choreo load seeds its products with it", true, operator, str(func(c *Config) *string { return &c.OperatorToken })},
 		{"ORDER_URL", "http://127.0.0.1:8081", "base URL of the order service", false, ingress, str(func(c *Config) *string { return &c.OrderURL })},
 		{"ORDERVIEW_URL", "http://127.0.0.1:8086", "base URL of the order read model", false, ingress, str(func(c *Config) *string { return &c.OrderViewURL })},
 		{"INVENTORY_URL", "http://127.0.0.1:8082", "base URL of the inventory service", false, ingress, str(func(c *Config) *string { return &c.InventoryURL })},
