@@ -49,9 +49,23 @@ var devtoolsLine = regexp.MustCompile(`DevTools listening on (ws://[^\s]+)`)
 func openPage(t *testing.T) *page {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	// Not t.TempDir: Chromium's helper processes may still write to the profile for a moment after the
+	// browser exits, and a failed removal would fail the test; this one is removed best effort.
+	profile, err := os.MkdirTemp("", "choreo-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 20 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	cmd := exec.CommandContext(ctx, chromiumPath(t), "--headless", "--no-sandbox", "--disable-gpu",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--remote-debugging-port=0", "--remote-allow-origins=*",
+		"--user-data-dir="+profile, "--remote-debugging-port=0", "--remote-allow-origins=*",
 		"--window-size=1400,900", "--hide-scrollbars", "about:blank")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
