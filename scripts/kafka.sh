@@ -15,7 +15,8 @@
 # logs/server.log (broker log) and logs/stdout.log (JVM stdout/stderr).
 #
 # Environment (all optional):
-#   KAFKA_VERSION          Kafka release to fetch/run (default 3.9.2; see scripts/kafka/pom.xml for why 3.9)
+#   KAFKA_VERSION          Kafka release to fetch/run (default 4.4.0, the newest 4.x; 3.9.x works too:
+#                          KAFKA_VERSION=3.9.2 make test-kafka is the compatibility run)
 #   CHOREO_CACHE           cache root (default $HOME/.cache/choreo); jars go to kafka-$KAFKA_VERSION/lib
 #   KAFKA_PORT             client port for a new DIR (default: a free port); restart keeps DIR's port
 #   KAFKA_CONTROLLER_PORT  KRaft controller port for a new DIR (default: a free port)
@@ -28,10 +29,20 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POM="$SCRIPT_DIR/kafka/pom.xml"
-BROKER_LOG4J="$SCRIPT_DIR/kafka/log4j.properties"
-TOOLS_LOG4J="$SCRIPT_DIR/kafka/tools-log4j.properties"
 
-KAFKA_VERSION="${KAFKA_VERSION:-3.9.2}"
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+# Kafka 4.x logs through log4j2, 3.x through log4j 1 (reload4j): the pom's profile brings the binding, the
+# JVM flag names the configuration file that binding reads.
+case "$KAFKA_VERSION" in
+  [0-3].*)
+    LOGGING=reload4j
+    BROKER_LOG_FLAG="-Dlog4j.configuration=file:$SCRIPT_DIR/kafka/log4j.properties"
+    TOOLS_LOG_FLAG="-Dlog4j.configuration=file:$SCRIPT_DIR/kafka/tools-log4j.properties" ;;
+  *)
+    LOGGING=log4j2
+    BROKER_LOG_FLAG="-Dlog4j2.configurationFile=$SCRIPT_DIR/kafka/log4j2.yaml"
+    TOOLS_LOG_FLAG="-Dlog4j2.configurationFile=$SCRIPT_DIR/kafka/tools-log4j2.yaml" ;;
+esac
 CACHE_ROOT="${CHOREO_CACHE:-${HOME:-/tmp}/.cache/choreo}"
 KAFKA_HOME="$CACHE_ROOT/kafka-$KAFKA_VERSION"
 LIB="$KAFKA_HOME/lib"
@@ -84,7 +95,7 @@ cmd_fetch() {
   log "fetching org.apache.kafka:kafka_2.13:$KAFKA_VERSION and its runtime dependencies (mvn; ~35 MB on a cold Maven cache)..."
   # shellcheck disable=SC2086 # CHOREO_MVN_ARGS is a list of words on purpose.
   if ! "$MVN" -B -ntp -f "$POM" ${CHOREO_MVN_ARGS:-} \
-      -Dkafka.version="$KAFKA_VERSION" \
+      -Dkafka.version="$KAFKA_VERSION" -Dkafka.logging="$LOGGING" \
       dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$tmp" >"$mvnlog" 2>&1; then
     tail -n 40 "$mvnlog" >&2
@@ -111,7 +122,7 @@ ensure_fetched() { fetched || cmd_fetch; }
 run_tool() {
   local class="$1"; shift
   "$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
-    -Dlog4j.configuration="file:$TOOLS_LOG4J" -cp "$LIB/*" "$class" "$@"
+    "$TOOLS_LOG_FLAG" -cp "$LIB/*" "$class" "$@"
 }
 
 abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }
@@ -208,7 +219,7 @@ launch() {
   # shellcheck disable=SC2086 # HEAP_OPTS and KAFKA_JVM_OPTS are lists of flags on purpose.
   nohup "$JAVA" $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
     ${KAFKA_JVM_OPTS:-} \
-    -Dkafka.logs.dir="$dir/logs" -Dlog4j.configuration="file:$BROKER_LOG4J" \
+    -Dkafka.logs.dir="$dir/logs" "$BROKER_LOG_FLAG" \
     -cp "$LIB/*" kafka.Kafka "$dir/server.properties" \
     </dev/null >>"$dir/logs/stdout.log" 2>&1 9>&- &
   pid=$!
