@@ -61,7 +61,7 @@ func startEmbedded(ctx context.Context, cfg Config, log zerolog.Logger) (Config,
 	}
 	if len(cfg.KafkaBrokers) == 0 {
 		dir := filepath.Join(cfg.DataDir, "kafka")
-		broker, err := kafkaembed.Start(kafkaembed.Config{Addr: "127.0.0.1:9092", DataDir: dir, Log: log})
+		broker, err := kafkaembed.Start(kafkaembed.Config{Addr: cfg.KafkaEmbeddedAddr, DataDir: dir, Log: log})
 		if err != nil {
 			return cfg, stop, fmt.Errorf("start embedded Kafka (set KAFKA_BROKERS to use another): %w", err)
 		}

@@ -25,6 +25,7 @@ type Config struct {
 	LogFormat         string
 	KafkaPartitions   int
 	DataDir           string
+	KafkaEmbeddedAddr string
 	SeedCatalog       bool
 	SagaDeadline      time.Duration
 	PaymentLimitCents int64
@@ -75,6 +76,7 @@ func settings() []setting {
 		{"LOG_LEVEL", "info", "debug, info, warn or error", false, str(func(c *Config) *string { return &c.LogLevel })},
 		{"LOG_FORMAT", "auto", "json, console, or auto (console on a terminal)", false, str(func(c *Config) *string { return &c.LogFormat })},
 		{"KAFKA_PARTITIONS", "6", "partitions of each events topic when choreo creates it", false, func(c *Config, v string) (err error) { c.KafkaPartitions, err = strconv.Atoi(v); return }},
+		{"KAFKA_EMBEDDED_ADDR", "127.0.0.1:9092", "where the embedded broker listens when KAFKA_BROKERS is empty (`choreo run`)", false, str(func(c *Config) *string { return &c.KafkaEmbeddedAddr })},
 		{"DATA_DIR", ".data", "where `choreo run` keeps the embedded Kafka and Postgres data", false, str(func(c *Config) *string { return &c.DataDir })},
 		{"SEED_CATALOG", "true", "`choreo run` adds the demo catalog if missing", false, func(c *Config, v string) (err error) { c.SeedCatalog, err = strconv.ParseBool(v); return }},
 		{"SAGA_DEADLINE", "5m", "how long an order may stay PENDING before it is cancelled as expired", false, func(c *Config, v string) (err error) { c.SagaDeadline, err = time.ParseDuration(v); return }},
