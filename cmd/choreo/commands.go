@@ -22,6 +22,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/httpapi"
 	"github.com/choreo-dev/choreo/internal/ingress"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
@@ -47,6 +48,7 @@ func systemConfig(cfg Config) system.Config {
 			Domain: cfg.NotifyDomain,
 		},
 		OrderView: orderview.Config{},
+		Host:      host.Options{Kafka: cfg.KafkaConn},
 	}
 }
 
@@ -67,6 +69,7 @@ func startEmbedded(ctx context.Context, cfg Config, log zerolog.Logger) (Config,
 		}
 		stops = append(stops, broker.Close)
 		cfg.KafkaBrokers = broker.Brokers()
+		cfg.KafkaConn = kafkaconn.Config{} // the embedded broker speaks plaintext
 		log.Info().Strs("brokers", cfg.KafkaBrokers).Str("data", dir).Msg("embedded Kafka started")
 	}
 	if cfg.DatabaseURL == "" {
@@ -130,10 +133,10 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	if len(cfg.KafkaBrokers) == 0 || cfg.DatabaseURL == "" {
 		return errors.New("KAFKA_BROKERS and DATABASE_URL are required (only `choreo run` embeds them)")
 	}
-	if err := kafkaadmin.WaitReady(ctx, cfg.KafkaBrokers); err != nil {
+	if err := cfg.kafkaAdmin().WaitReady(ctx); err != nil {
 		return fmt.Errorf("wait for Kafka: %w", err)
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, cfg.KafkaBrokers, system.Topics("", cfg.KafkaPartitions)...); err != nil {
+	if err := cfg.kafkaAdmin().EnsureTopics(ctx, system.Topics("", cfg.KafkaPartitions)...); err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
 	var spec host.Spec
@@ -146,14 +149,14 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	unit, err := host.Open(ctx, spec, cfg.DatabaseURL, cfg.KafkaBrokers, reg, log, host.Options{})
+	unit, err := host.Open(ctx, spec, cfg.DatabaseURL, cfg.KafkaBrokers, reg, log, host.Options{Kafka: cfg.KafkaConn})
 	if err != nil {
 		return err
 	}
 	defer unit.Close()
 	mux := http.NewServeMux()
 	unit.Routes(mux)
-	httpapi.HealthRoutes(mux, unit.Check, kafkaadmin.Ping(cfg.KafkaBrokers))
+	httpapi.HealthRoutes(mux, unit.Check, cfg.kafkaAdmin().Ping())
 	host.Metrics(mux, unit)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, mux, log, nil) })
@@ -177,11 +180,11 @@ func createTopics(ctx context.Context, cfg Config, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := kafkaadmin.WaitReady(ctx, cfg.KafkaBrokers); err != nil {
+	if err := cfg.kafkaAdmin().WaitReady(ctx); err != nil {
 		return err
 	}
 	topics := system.Topics("", cfg.KafkaPartitions)
-	if err := kafkaadmin.EnsureTopics(ctx, cfg.KafkaBrokers, topics...); err != nil {
+	if err := cfg.kafkaAdmin().EnsureTopics(ctx, topics...); err != nil {
 		return err
 	}
 	for _, t := range topics {
@@ -253,7 +256,7 @@ func replayReadModel(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := kafkaadmin.DeleteGroup(ctx, cfg.KafkaBrokers, orderview.Name); err != nil {
+	if err := cfg.kafkaAdmin().DeleteGroup(ctx, orderview.Name); err != nil {
 		if errors.Is(err, kafkaadmin.ErrGroupActive) {
 			return fmt.Errorf("stop every orderview process (or `choreo run`) first; nothing was changed: %w", err)
 		}
@@ -295,7 +298,7 @@ func deadLetters(ctx context.Context, cfg Config, args []string, stdout io.Write
 			return err
 		}
 		defer pool.Close()
-		redriver = &consumer.Redriver{Brokers: cfg.KafkaBrokers, Group: service, Pool: pool}
+		redriver = &consumer.Redriver{Brokers: cfg.KafkaBrokers, Conn: cfg.KafkaConn, Group: service, Pool: pool}
 	}
 	total := 0
 	for _, topic := range spec.Consumes {
@@ -314,7 +317,7 @@ func deadLetters(ctx context.Context, cfg Config, args []string, stdout io.Write
 			}
 			continue
 		}
-		letters, err := consumer.ListDeadLetters(ctx, cfg.KafkaBrokers, dlq)
+		letters, err := consumer.ListDeadLetters(ctx, cfg.KafkaBrokers, cfg.KafkaConn, dlq)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
@@ -39,6 +41,17 @@ type Config struct {
 	OrderURL          string
 	OrderViewURL      string
 	InventoryURL      string
+	KafkaTLS          bool
+	KafkaTLSCAFile    string
+	KafkaTLSCertFile  string
+	KafkaTLSKeyFile   string
+	KafkaSASLMech     string
+	KafkaSASLUser     string
+	KafkaSASLPassword string
+
+	// KafkaConn is the TLS and SASL the KAFKA_TLS* and KAFKA_SASL* settings describe, built once by
+	// loadConfig and used by every Kafka client of the process.
+	KafkaConn kafkaconn.Config
 
 	effective map[string]string // the final text of every setting, for the start-up log
 }
@@ -91,6 +104,13 @@ func settings() []setting {
 		{"ORDER_URL", "http://127.0.0.1:8081", "ingress: base URL of the order service", false, str(func(c *Config) *string { return &c.OrderURL })},
 		{"ORDERVIEW_URL", "http://127.0.0.1:8086", "ingress: base URL of the order read model", false, str(func(c *Config) *string { return &c.OrderViewURL })},
 		{"INVENTORY_URL", "http://127.0.0.1:8082", "ingress: base URL of the inventory service", false, str(func(c *Config) *string { return &c.InventoryURL })},
+		{"KAFKA_TLS", "false", "connect to Kafka over TLS", false, func(c *Config, v string) (err error) { c.KafkaTLS, err = strconv.ParseBool(v); return }},
+		{"KAFKA_TLS_CA_FILE", "", "PEM CA certificates the brokers are verified with (empty: the system's)", false, str(func(c *Config) *string { return &c.KafkaTLSCAFile })},
+		{"KAFKA_TLS_CERT_FILE", "", "PEM client certificate, for brokers that authenticate clients by TLS", false, str(func(c *Config) *string { return &c.KafkaTLSCertFile })},
+		{"KAFKA_TLS_KEY_FILE", "", "PEM private key of KAFKA_TLS_CERT_FILE", false, str(func(c *Config) *string { return &c.KafkaTLSKeyFile })},
+		{"KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL", false, str(func(c *Config) *string { return &c.KafkaSASLMech })},
+		{"KAFKA_SASL_USERNAME", "", "SASL user", false, str(func(c *Config) *string { return &c.KafkaSASLUser })},
+		{"KAFKA_SASL_PASSWORD", "", "SASL password", true, str(func(c *Config) *string { return &c.KafkaSASLPassword })},
 	}
 }
 
@@ -117,7 +137,21 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	kc, err := kafkaconn.New(kafkaconn.Settings{TLS: c.KafkaTLS, CAFile: c.KafkaTLSCAFile, CertFile: c.KafkaTLSCertFile,
+		KeyFile: c.KafkaTLSKeyFile, SASLMech: c.KafkaSASLMech, SASLUser: c.KafkaSASLUser, SASLPassword: c.KafkaSASLPassword})
+	if err != nil {
+		return Config{}, fmt.Errorf("kafka connection: %w", err)
+	}
+	c.KafkaConn = kc
+	return c, nil
+}
+
+// kafkaAdmin administers the configured Kafka cluster with the configured TLS and SASL.
+func (c Config) kafkaAdmin() kafkaadmin.Admin {
+	return kafkaadmin.Admin{Brokers: c.KafkaBrokers, Conn: c.KafkaConn}
 }
 
 // Validate checks the settings every command relies on.

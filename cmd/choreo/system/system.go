@@ -81,7 +81,8 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 6
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, cfg.Brokers, Topics(cfg.Host.Namespace, cfg.Partitions)...); err != nil {
+	admin := kafkaadmin.Admin{Brokers: cfg.Brokers, Conn: cfg.Host.Kafka}
+	if err := admin.EnsureTopics(ctx, Topics(cfg.Host.Namespace, cfg.Partitions)...); err != nil {
 		return nil, fmt.Errorf("create topics: %w", err)
 	}
 	reg, err := events.Catalog()
@@ -112,7 +113,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 			return nil, err
 		}
 	}
-	checks := []httpapi.Check{kafkaadmin.Ping(cfg.Brokers)}
+	checks := []httpapi.Check{admin.Ping()}
 	for _, u := range s.units {
 		checks = append(checks, u.Check)
 	}
