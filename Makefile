@@ -30,11 +30,12 @@ test: test-deploy
 test-deploy:
 	cd deploy && $(GO) vet ./... && $(GO) test $(TESTFLAGS) ./...
 
-## kafka-fetch: Apache Kafka 3.9 broker jars from Maven Central into ~/.cache/choreo (once, then reused)
+## kafka-fetch: Apache Kafka 4.4 broker jars (KAFKA_VERSION=3.9.2 for 3.9) from Maven Central into ~/.cache/choreo (once, then reused)
 kafka-fetch:
 	scripts/kafka.sh fetch
 
-## test-kafka: the same suite against a real single-node KRaft broker started for the run
+## test-kafka: the same suite against a real single-node Kafka 4.4 KRaft broker started for the run
+##             (KAFKA_VERSION=3.9.2 make test-kafka: the Kafka 3.9 compatibility run)
 test-kafka: kafka-fetch
 	scripts/with-kafka.sh $(GO) test $(TESTFLAGS) $(PKGS)
 

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/retry"
 )
@@ -34,8 +35,9 @@ func Migrations() fs.FS {
 // Config configures a Consumer.
 type Config struct {
 	Brokers []string
-	Group   string   // consumer group id; also the inbox's consumer name
-	Topics  []string // topics to consume
+	Group   string           // consumer group id; also the inbox's consumer name
+	Topics  []string         // topics to consume
+	Conn    kafkaconn.Config // TLS and SASL to the brokers (zero: plaintext)
 
 	BatchSize      int           // most messages of one partition applied in one transaction (default 100)
 	MaxAttempts    int           // handler attempts before an event is dead-lettered (default 10)
@@ -98,6 +100,7 @@ func (c *Consumer) Stats() Stats { return c.stats.snapshot() }
 func (c *Consumer) Run(ctx context.Context) error {
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:               c.cfg.Brokers,
+		Dialer:                c.cfg.Conn.Dialer(),
 		GroupID:               c.cfg.Group,
 		GroupTopics:           c.cfg.Topics,
 		StartOffset:           kafka.FirstOffset,

@@ -23,6 +23,7 @@ import (
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/outbox"
@@ -57,7 +58,7 @@ func newFixture(t *testing.T, partitions int) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := outbox.NewKafkaWriter(f.brokers, 100)
+	w := outbox.NewKafkaWriter(f.brokers, 100, kafkaconn.Config{})
 	t.Cleanup(func() { _ = w.Close() })
 	relay := outbox.NewRelay(f.pool, w, testenv.Logger(t), outbox.WithPollInterval(100*time.Millisecond))
 	run(t, relay.Run)

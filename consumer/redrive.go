@@ -12,6 +12,7 @@ import (
 
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 )
 
 // DeadLetter is one message of a dead-letter topic, with where it came from and why it failed.
@@ -38,8 +39,8 @@ func parseDeadLetter(m kafka.Message) DeadLetter {
 }
 
 // ListDeadLetters reads every message dlqTopic holds now.
-func ListDeadLetters(ctx context.Context, brokers []string, dlqTopic string) ([]DeadLetter, error) {
-	ends, err := kafkaadmin.EndOffsets(ctx, brokers, dlqTopic)
+func ListDeadLetters(ctx context.Context, brokers []string, conn kafkaconn.Config, dlqTopic string) ([]DeadLetter, error) {
+	ends, err := kafkaadmin.Admin{Brokers: brokers, Conn: conn}.EndOffsets(ctx, dlqTopic)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +49,7 @@ func ListDeadLetters(ctx context.Context, brokers []string, dlqTopic string) ([]
 		if end == 0 {
 			continue
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: dlqTopic, Partition: partition, MaxWait: 250 * time.Millisecond})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: conn.Dialer(), Topic: dlqTopic, Partition: partition, MaxWait: 250 * time.Millisecond})
 		for {
 			m, err := r.FetchMessage(ctx)
 			if err != nil {
@@ -68,8 +69,9 @@ func ListDeadLetters(ctx context.Context, brokers []string, dlqTopic string) ([]
 // Redriver hands dead letters back to the consumer that gave up on them, once their cause is fixed.
 type Redriver struct {
 	Brokers []string
-	Group   string        // the consumer group whose dead letters to redrive
-	Pool    *pgxpool.Pool // that consumer's database (its inbox)
+	Conn    kafkaconn.Config // TLS and SASL to the brokers (zero: plaintext)
+	Group   string           // the consumer group whose dead letters to redrive
+	Pool    *pgxpool.Pool    // that consumer's database (its inbox)
 }
 
 // Redrive reads dlqTopic from where the previous redrive of Group stopped, and for each dead letter of
@@ -80,15 +82,15 @@ type Redriver struct {
 // it has caught up with the end the topic had when it started.
 func (r Redriver) Redrive(ctx context.Context, dlqTopic string, fn func(DeadLetter, bool)) (int, error) {
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: r.Brokers, GroupID: "choreo-redrive." + r.Group, Topic: dlqTopic,
+		Brokers: r.Brokers, Dialer: r.Conn.Dialer(), GroupID: "choreo-redrive." + r.Group, Topic: dlqTopic,
 		StartOffset: kafka.FirstOffset, MaxWait: 250 * time.Millisecond, CommitInterval: 0,
 	})
 	defer reader.Close()
 	writer := &kafka.Writer{Addr: kafka.TCP(r.Brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+		BatchTimeout: time.Millisecond, Transport: r.Conn.Transport(nil)}
 	defer writer.Close()
 
-	offsets, err := kafkaadmin.GroupOffsets(ctx, r.Brokers, "choreo-redrive."+r.Group, dlqTopic)
+	offsets, err := kafkaadmin.Admin{Brokers: r.Brokers, Conn: r.Conn}.GroupOffsets(ctx, "choreo-redrive."+r.Group, dlqTopic)
 	if err != nil {
 		return 0, err
 	}

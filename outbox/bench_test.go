@@ -18,6 +18,7 @@ import (
 
 	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/outbox"
@@ -136,7 +137,7 @@ func benchMessages(topic string) []kafka.Message {
 
 // rawRate writes msgs with the relay's writer settings, one batch after another, like the relay does.
 func rawRate(b *testing.B, brokers []string, msgs []kafka.Message) float64 {
-	w := outbox.NewKafkaWriter(brokers, benchBatch)
+	w := outbox.NewKafkaWriter(brokers, benchBatch, kafkaconn.Config{})
 	defer w.Close()
 	start := time.Now()
 	for i := 0; i < len(msgs); i += benchBatch {
@@ -169,7 +170,7 @@ func relayRate(b *testing.B, pool *pgxpool.Pool, brokers []string, msgs []kafka.
 			b.Fatal(err)
 		}
 	}
-	w := outbox.NewKafkaWriter(brokers, benchBatch)
+	w := outbox.NewKafkaWriter(brokers, benchBatch, kafkaconn.Config{})
 	defer w.Close()
 	done := make(chan struct{})
 	var published int
@@ -201,7 +202,7 @@ func appendRates(b *testing.B, pool *pgxpool.Pool, brokers []string, topic strin
 	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS plain (LIKE outbox INCLUDING ALL)`); err != nil {
 		b.Fatal(err)
 	}
-	w := outbox.NewKafkaWriter(brokers, benchBatch)
+	w := outbox.NewKafkaWriter(brokers, benchBatch, kafkaconn.Config{})
 	defer w.Close()
 	r := outbox.NewRelay(pool, w, testenv.Logger(b))
 	runCtx, cancel := context.WithCancel(ctx)
@@ -259,7 +260,7 @@ func relayLag(b *testing.B, pool *pgxpool.Pool, brokers []string, topic string) 
 	committed := map[string]time.Time{}
 	var lags []time.Duration
 	all := make(chan struct{})
-	w := outbox.NewKafkaWriter(brokers, benchBatch)
+	w := outbox.NewKafkaWriter(brokers, benchBatch, kafkaconn.Config{})
 	defer w.Close()
 	r := outbox.NewRelay(pool, w, testenv.Logger(b), outbox.WithOnPublished(func(recs []outbox.Record) {
 		now := time.Now()
@@ -323,7 +324,7 @@ func relayLag(b *testing.B, pool *pgxpool.Pool, brokers []string, topic string) 
 // rawLatency is the same paced workload straight to Kafka, one message per write; it returns p50 and p99
 // of write-to-ack.
 func rawLatency(b *testing.B, brokers []string, topic string) [2]time.Duration {
-	w := outbox.NewKafkaWriter(brokers, benchBatch)
+	w := outbox.NewKafkaWriter(brokers, benchBatch, kafkaconn.Config{})
 	defer w.Close()
 	var mu sync.Mutex
 	var lats []time.Duration

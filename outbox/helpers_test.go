@@ -12,6 +12,7 @@ import (
 
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/outbox"
@@ -66,7 +67,7 @@ func startRelay(t *testing.T, pool *pgxpool.Pool, pub outbox.Publisher, log zero
 
 func writer(t *testing.T, brokers []string) *kafka.Writer {
 	t.Helper()
-	w := outbox.NewKafkaWriter(brokers, 1000)
+	w := outbox.NewKafkaWriter(brokers, 1000, kafkaconn.Config{})
 	t.Cleanup(func() { _ = w.Close() })
 	return w
 }

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 )
 
 // MaxBatchBytes bounds the bytes of one relay batch, and is the writer's BatchBytes: kafka-go splits a
@@ -32,8 +34,8 @@ func messageSize(m kafka.Message) int {
 // kafka-go's default second. batchSize should equal the relay's batch size so one relay batch becomes one
 // produce request per partition (and must not be below it). Topics are never auto-created. The writer has its own transport: kafka-go's
 // shared default transport caches topic metadata process-wide, and a topic created after that cache was
-// filled would look unknown to every writer in the process until it expires.
-func NewKafkaWriter(brokers []string, batchSize int) *kafka.Writer {
+// filled would look unknown to every writer in the process until it expires. conn is its TLS and SASL.
+func NewKafkaWriter(brokers []string, batchSize int, conn kafkaconn.Config) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:                   kafka.TCP(brokers...),
 		Balancer:               &kafka.Murmur2Balancer{},
@@ -45,6 +47,6 @@ func NewKafkaWriter(brokers []string, batchSize int) *kafka.Writer {
 		WriteBackoffMin:        50 * time.Millisecond,
 		WriteBackoffMax:        time.Second,
 		AllowAutoTopicCreation: false,
-		Transport:              &kafka.Transport{MetadataTTL: 10 * time.Second},
+		Transport:              conn.Transport(&kafka.Transport{MetadataTTL: 10 * time.Second}),
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
 	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/outbox"
@@ -508,7 +509,7 @@ func TestBatchesNeverExceedTheWritersBatchSize(t *testing.T) {
 	pool, brokers := outboxDB(t), testenv.Kafka(t)
 	topic := newTopic(t, brokers, 1)
 	appendEvents(t, pool, topic, "o-small", 1, 50)
-	w := outbox.NewKafkaWriter(brokers, 10)
+	w := outbox.NewKafkaWriter(brokers, 10, kafkaconn.Config{})
 	t.Cleanup(func() { _ = w.Close() })
 	var mu sync.Mutex
 	largest := 0

@@ -8,6 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/outbox"
 )
@@ -21,7 +22,7 @@ type rawKafkaGo struct {
 }
 
 func newRawKafkaGo(env runEnv) (run, error) {
-	return &rawKafkaGo{env: env, w: outbox.NewKafkaWriter(env.brokers, env.cfg.batch)}, nil
+	return &rawKafkaGo{env: env, w: outbox.NewKafkaWriter(env.brokers, env.cfg.batch, kafkaconn.Config{})}, nil
 }
 
 func (r *rawKafkaGo) load(_ context.Context, msgs []kafka.Message) error {
@@ -53,7 +54,7 @@ func newChoreoRelay(env runEnv) (run, error) {
 	if err := postgres.Migrate(context.Background(), env.pool, "outbox", outbox.Migrations()); err != nil {
 		return nil, err
 	}
-	return &choreoRelay{env: env, w: outbox.NewKafkaWriter(env.brokers, env.cfg.batch)}, nil
+	return &choreoRelay{env: env, w: outbox.NewKafkaWriter(env.brokers, env.cfg.batch, kafkaconn.Config{})}, nil
 }
 
 func (c *choreoRelay) load(ctx context.Context, msgs []kafka.Message) error {

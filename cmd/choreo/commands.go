@@ -25,6 +25,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/httpapi"
 	"github.com/choreo-dev/choreo/internal/ingress"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/ratelimit"
 	"github.com/choreo-dev/choreo/sagas"
@@ -54,6 +55,7 @@ func systemConfig(cfg Config) system.Config {
 		Auth:          cfg.authConfig(),
 		RateLimit:     cfg.RateLimit,
 		OperatorToken: cfg.OperatorToken,
+		Host:          host.Options{Kafka: cfg.KafkaConn},
 	}
 }
 
@@ -68,12 +70,13 @@ func startEmbedded(ctx context.Context, cfg Config, log zerolog.Logger) (Config,
 	}
 	if len(cfg.KafkaBrokers) == 0 {
 		dir := filepath.Join(cfg.DataDir, "kafka")
-		broker, err := kafkaembed.Start(kafkaembed.Config{Addr: "127.0.0.1:9092", DataDir: dir, Log: log})
+		broker, err := kafkaembed.Start(kafkaembed.Config{Addr: cfg.KafkaEmbeddedAddr, DataDir: dir, Log: log})
 		if err != nil {
 			return cfg, stop, fmt.Errorf("start embedded Kafka (set KAFKA_BROKERS to use another): %w", err)
 		}
 		stops = append(stops, broker.Close)
 		cfg.KafkaBrokers = broker.Brokers()
+		cfg.KafkaConn = kafkaconn.Config{} // the embedded broker speaks plaintext
 		log.Info().Strs("brokers", cfg.KafkaBrokers).Str("data", dir).Msg("embedded Kafka started")
 	}
 	if cfg.DatabaseURL == "" {
@@ -148,10 +151,10 @@ func runService(ctx context.Context, name string, cfg Config) error {
 			return err
 		}
 	}
-	if err := kafkaadmin.WaitReady(ctx, cfg.KafkaBrokers); err != nil {
+	if err := cfg.kafkaAdmin().WaitReady(ctx); err != nil {
 		return fmt.Errorf("wait for Kafka: %w", err)
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, cfg.KafkaBrokers, system.Topics("", cfg.KafkaPartitions)...); err != nil {
+	if err := cfg.kafkaAdmin().EnsureTopics(ctx, system.Topics("", cfg.KafkaPartitions)...); err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
 	var spec host.Spec
@@ -164,14 +167,14 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	unit, err := host.Open(ctx, spec, cfg.DatabaseURL, cfg.KafkaBrokers, reg, log, host.Options{})
+	unit, err := host.Open(ctx, spec, cfg.DatabaseURL, cfg.KafkaBrokers, reg, log, host.Options{Kafka: cfg.KafkaConn})
 	if err != nil {
 		return err
 	}
 	defer unit.Close()
 	mux := http.NewServeMux()
 	unit.Routes(mux)
-	httpapi.HealthRoutes(mux, unit.Check, kafkaadmin.Ping(cfg.KafkaBrokers))
+	httpapi.HealthRoutes(mux, unit.Check, cfg.kafkaAdmin().Ping())
 	host.Metrics(mux, unit)
 	// The ingress forwards the caller's token; the service verifies it again, so going around the
 	// ingress gains nothing.
@@ -228,7 +231,7 @@ func runIngress(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	cc := console.Config{Brokers: cfg.KafkaBrokers, Orders: orders, OperatorToken: cfg.OperatorToken, Log: log}
+	cc := console.Config{Brokers: cfg.KafkaBrokers, Kafka: cfg.KafkaConn, Orders: orders, OperatorToken: cfg.OperatorToken, Log: log}
 	for _, spec := range system.Specs(systemConfig(cfg)) {
 		cc.Services = append(cc.Services, console.Service{Name: spec.Name, Consumes: spec.Consumes})
 	}
@@ -257,11 +260,11 @@ func createTopics(ctx context.Context, cfg Config, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := kafkaadmin.WaitReady(ctx, cfg.KafkaBrokers); err != nil {
+	if err := cfg.kafkaAdmin().WaitReady(ctx); err != nil {
 		return err
 	}
 	topics := system.Topics("", cfg.KafkaPartitions)
-	if err := kafkaadmin.EnsureTopics(ctx, cfg.KafkaBrokers, topics...); err != nil {
+	if err := cfg.kafkaAdmin().EnsureTopics(ctx, topics...); err != nil {
 		return err
 	}
 	for _, t := range topics {
@@ -347,7 +350,7 @@ func replayReadModel(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := kafkaadmin.DeleteGroup(ctx, cfg.KafkaBrokers, orderview.Name); err != nil {
+	if err := cfg.kafkaAdmin().DeleteGroup(ctx, orderview.Name); err != nil {
 		if errors.Is(err, kafkaadmin.ErrGroupActive) {
 			return fmt.Errorf("stop every orderview process (or `choreo run`) first; nothing was changed: %w", err)
 		}
@@ -389,7 +392,7 @@ func deadLetters(ctx context.Context, cfg Config, args []string, stdout io.Write
 			return err
 		}
 		defer pool.Close()
-		redriver = &consumer.Redriver{Brokers: cfg.KafkaBrokers, Group: service, Pool: pool}
+		redriver = &consumer.Redriver{Brokers: cfg.KafkaBrokers, Conn: cfg.KafkaConn, Group: service, Pool: pool}
 	}
 	total := 0
 	for _, topic := range spec.Consumes {
@@ -408,7 +411,7 @@ func deadLetters(ctx context.Context, cfg Config, args []string, stdout io.Write
 			}
 			continue
 		}
-		letters, err := consumer.ListDeadLetters(ctx, cfg.KafkaBrokers, dlq)
+		letters, err := consumer.ListDeadLetters(ctx, cfg.KafkaBrokers, cfg.KafkaConn, dlq)
 		if err != nil {
 			return err
 		}

@@ -42,7 +42,9 @@ func TestSettingScopesNameCommands(t *testing.T) {
 }
 
 func TestEachCommandReadsItsOwnSettings(t *testing.T) {
-	shared := []string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "KAFKA_PARTITIONS"}
+	// Every process with Kafka clients connects with the same TLS and SASL.
+	kafkaConn := []string{"KAFKA_TLS", "KAFKA_TLS_CA_FILE", "KAFKA_TLS_CERT_FILE", "KAFKA_TLS_KEY_FILE", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
+	shared := slices.Concat([]string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "KAFKA_PARTITIONS"}, kafkaConn)
 	// The processes that serve the public API verify bearer tokens.
 	auth := []string{"OPERATOR_TOKEN", "AUTH_HMAC_SECRET", "AUTH_JWKS_URL", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_DISABLED"}
 	cases := map[string][]string{
@@ -52,10 +54,10 @@ func TestEachCommandReadsItsOwnSettings(t *testing.T) {
 		"shipping":     append(slices.Clone(shared), "SHIPPING_COUNTRIES"),
 		"notification": append(slices.Clone(shared), "SMTP_ADDR", "SMTP_FROM", "SMTP_USERNAME", "SMTP_PASSWORD", "NOTIFY_DOMAIN"),
 		"orderview":    slices.Concat(shared, auth),
-		"ingress":      slices.Concat([]string{"KAFKA_BROKERS", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "ORDER_URL", "ORDERVIEW_URL", "INVENTORY_URL", "RATE_LIMIT_PER_CLIENT"}, auth),
+		"ingress":      slices.Concat([]string{"KAFKA_BROKERS", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "ORDER_URL", "ORDERVIEW_URL", "INVENTORY_URL", "RATE_LIMIT_PER_CLIENT"}, auth, kafkaConn),
 		"token":        {"AUTH_HMAC_SECRET", "AUTH_ISSUER", "AUTH_AUDIENCE"},
-		"topics":       {"KAFKA_BROKERS", "KAFKA_PARTITIONS"},
-		"replay":       {"KAFKA_BROKERS", "DATABASE_URL", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR"},
+		"topics":       slices.Concat([]string{"KAFKA_BROKERS", "KAFKA_PARTITIONS"}, kafkaConn),
+		"replay":       slices.Concat([]string{"KAFKA_BROKERS", "DATABASE_URL", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR", "KAFKA_EMBEDDED_ADDR"}, kafkaConn),
 		"healthcheck":  {"HTTP_ADDR"},
 		"saga":         nil,
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/choreo-dev/choreo/internal/auth"
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
@@ -28,6 +30,7 @@ type Config struct {
 	LogFormat         string
 	KafkaPartitions   int
 	DataDir           string
+	KafkaEmbeddedAddr string
 	SeedCatalog       bool
 	SagaDeadline      time.Duration
 	PaymentLimitCents int64
@@ -47,6 +50,17 @@ type Config struct {
 	AuthAudience      string
 	AuthDisabled      bool
 	RateLimit         float64
+	KafkaTLS          bool
+	KafkaTLSCAFile    string
+	KafkaTLSCertFile  string
+	KafkaTLSKeyFile   string
+	KafkaSASLMech     string
+	KafkaSASLUser     string
+	KafkaSASLPassword string
+
+	// KafkaConn is the TLS and SASL the KAFKA_TLS* and KAFKA_SASL* settings describe, built once by
+	// loadConfig and used by every Kafka client of the process.
+	KafkaConn kafkaconn.Config
 
 	effective map[string]string // the final text of every setting, for the start-up log
 }
@@ -102,6 +116,8 @@ func settings() []setting {
 		operator  = []string{"run", "ingress", "order", "orderview", "inventory", "load"}
 		authz     = []string{"run", "ingress", "order", "orderview", "inventory", "token"}
 		frontDoor = []string{"run", "ingress"}
+		// TLS and SASL to Kafka: every process whose Kafka clients are built from them.
+		kafkaClients = []string{"run", anyService, "topics", "replay", "dlq", "ingress"}
 	)
 	return []setting{
 		{"KAFKA_BROKERS", "", "comma-separated Kafka bootstrap brokers; empty under 'choreo run': embedded broker on 127.0.0.1:9092", false, brokers, list(func(c *Config) *[]string { return &c.KafkaBrokers })},
@@ -135,6 +151,14 @@ func settings() []setting {
 			}
 			return
 		}},
+		{"KAFKA_EMBEDDED_ADDR", "127.0.0.1:9092", "where the embedded broker listens when KAFKA_BROKERS is empty ('choreo run')", false, embedded, str(func(c *Config) *string { return &c.KafkaEmbeddedAddr })},
+		{"KAFKA_TLS", "false", "connect to Kafka over TLS", false, kafkaClients, func(c *Config, v string) (err error) { c.KafkaTLS, err = strconv.ParseBool(v); return }},
+		{"KAFKA_TLS_CA_FILE", "", "PEM CA certificates the brokers are verified with (empty: the system's)", false, kafkaClients, str(func(c *Config) *string { return &c.KafkaTLSCAFile })},
+		{"KAFKA_TLS_CERT_FILE", "", "PEM client certificate, for brokers that authenticate clients by TLS", false, kafkaClients, str(func(c *Config) *string { return &c.KafkaTLSCertFile })},
+		{"KAFKA_TLS_KEY_FILE", "", "PEM private key of KAFKA_TLS_CERT_FILE", false, kafkaClients, str(func(c *Config) *string { return &c.KafkaTLSKeyFile })},
+		{"KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL", false, kafkaClients, str(func(c *Config) *string { return &c.KafkaSASLMech })},
+		{"KAFKA_SASL_USERNAME", "", "SASL user", false, kafkaClients, str(func(c *Config) *string { return &c.KafkaSASLUser })},
+		{"KAFKA_SASL_PASSWORD", "", "SASL password", true, kafkaClients, str(func(c *Config) *string { return &c.KafkaSASLPassword })},
 	}
 }
 
@@ -176,7 +200,18 @@ func loadConfig(fs *flag.FlagSet, cmd command, args []string, getenv func(string
 	if err := errors.Join(append(errs, c.Validate())...); err != nil {
 		return Config{}, err
 	}
+	kc, err := kafkaconn.New(kafkaconn.Settings{TLS: c.KafkaTLS, CAFile: c.KafkaTLSCAFile, CertFile: c.KafkaTLSCertFile,
+		KeyFile: c.KafkaTLSKeyFile, SASLMech: c.KafkaSASLMech, SASLUser: c.KafkaSASLUser, SASLPassword: c.KafkaSASLPassword})
+	if err != nil {
+		return Config{}, fmt.Errorf("kafka connection: %w", err)
+	}
+	c.KafkaConn = kc
 	return c, nil
+}
+
+// kafkaAdmin administers the configured Kafka cluster with the configured TLS and SASL.
+func (c Config) kafkaAdmin() kafkaadmin.Admin {
+	return kafkaadmin.Admin{Brokers: c.KafkaBrokers, Conn: c.KafkaConn}
 }
 
 // Validate checks the settings every command relies on.

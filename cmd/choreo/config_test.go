@@ -74,9 +74,12 @@ func TestConfigRejectsBadValues(t *testing.T) {
 
 func TestConfigLogMasksSecrets(t *testing.T) {
 	c, err := load(t, map[string]string{
-		"DATABASE_URL":   "postgres://choreo:hunter2@db:5432/order?sslmode=require&sslpassword=keypass",
-		"SMTP_PASSWORD":  "mailpass",
-		"OPERATOR_TOKEN": "op-token",
+		"DATABASE_URL":         "postgres://choreo:hunter2@db:5432/order?sslmode=require&sslpassword=keypass",
+		"SMTP_PASSWORD":        "mailpass",
+		"OPERATOR_TOKEN":       "op-token",
+		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+		"KAFKA_SASL_USERNAME":  "choreo",
+		"KAFKA_SASL_PASSWORD":  "kafkapass",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -86,10 +89,13 @@ func TestConfigLogMasksSecrets(t *testing.T) {
 		buf.WriteString(k + "=" + v.(string) + "\n")
 	}
 	out := buf.String()
-	for _, secret := range []string{"hunter2", "keypass", "mailpass", "op-token"} {
+	for _, secret := range []string{"hunter2", "keypass", "mailpass", "op-token", "kafkapass"} {
 		if strings.Contains(out, secret) {
 			t.Fatalf("secret %q in the start-up log:\n%s", secret, out)
 		}
+	}
+	if c.KafkaConn.SASL == nil || c.KafkaConn.SASL.Name() != "SCRAM-SHA-512" {
+		t.Errorf("KafkaConn.SASL = %v, want SCRAM-SHA-512", c.KafkaConn.SASL)
 	}
 	if !strings.Contains(out, "DATABASE_URL=postgres://choreo:xxxxx@db:5432/order?") {
 		t.Fatalf("masked URL should keep all but the password:\n%s", out)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/choreo-dev/choreo/internal/httpapi"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 )
 
@@ -44,6 +45,7 @@ type Redriver func(ctx context.Context, service string) (int, error)
 // Config configures the console.
 type Config struct {
 	Brokers []string
+	Kafka   kafkaconn.Config // TLS and SASL to the brokers
 	// Namespace prefixes every topic and consumer group name (host.Options.Namespace); the console shows
 	// only the topics and groups that carry it.
 	Namespace string
@@ -89,7 +91,7 @@ type Console struct {
 // New returns a console of the cluster at cfg.Brokers; Close releases its connections.
 func New(cfg Config) (*Console, error) {
 	cfg = cfg.withDefaults()
-	in, err := kafkaadmin.NewInspector(cfg.Brokers)
+	in, err := kafkaadmin.Admin{Brokers: cfg.Brokers, Conn: cfg.Kafka}.Inspector()
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}

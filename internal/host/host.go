@@ -16,6 +16,7 @@ import (
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/outbox"
 )
@@ -61,6 +62,7 @@ type Options struct {
 	// cluster (tests do; so could staging environments).
 	Namespace string
 	Consumer  func(*consumer.Config) // adjusts the consumer config (tests shorten timeouts)
+	Kafka     kafkaconn.Config       // TLS and SASL of the relay's writer and the consumer (zero: plaintext)
 	Relay     []outbox.Option
 }
 
@@ -111,7 +113,7 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 		return fmt.Errorf("build %s: %w", u.spec.Name, err)
 	}
 	u.svc = svc
-	u.writer = outbox.NewKafkaWriter(brokers, 1000)
+	u.writer = outbox.NewKafkaWriter(brokers, 1000, opts.Kafka)
 	u.relay = outbox.NewRelay(u.pool, u.writer, u.log, opts.Relay...)
 	if len(u.spec.Consumes) > 0 {
 		router := consumer.NewRouter(reg)
@@ -120,7 +122,7 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 		for i, t := range u.spec.Consumes {
 			topics[i] = opts.Namespace + t
 		}
-		cfg := consumer.Config{Brokers: brokers, Group: opts.Namespace + u.spec.Name, Topics: topics}
+		cfg := consumer.Config{Brokers: brokers, Conn: opts.Kafka, Group: opts.Namespace + u.spec.Name, Topics: topics}
 		if opts.Consumer != nil {
 			opts.Consumer(&cfg)
 		}

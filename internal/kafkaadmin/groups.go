@@ -14,8 +14,8 @@ var ErrGroupActive = errors.New("consumer group still has members")
 // DeleteGroup deletes a consumer group and its committed offsets, so the next consumer with that id starts
 // from the earliest offset. A group that does not exist is already deleted; a group with live members
 // yields ErrGroupActive (stop its consumers first).
-func DeleteGroup(ctx context.Context, brokers []string, group string) error {
-	c, err := newClient(brokers)
+func (a Admin) DeleteGroup(ctx context.Context, group string) error {
+	c, err := a.newClient()
 	if err != nil {
 		return err
 	}
@@ -45,8 +45,8 @@ type PartitionOffsets struct {
 func (p PartitionOffsets) Lag() int64 { return p.End - p.Committed }
 
 // EndOffsets returns the offset the next message of each partition of topic will get.
-func EndOffsets(ctx context.Context, brokers []string, topic string) (map[int]int64, error) {
-	c, err := newClient(brokers)
+func (a Admin) EndOffsets(ctx context.Context, topic string) (map[int]int64, error) {
+	c, err := a.newClient()
 	if err != nil {
 		return nil, err
 	}
@@ -81,8 +81,8 @@ func (c *client) endOffsets(ctx context.Context, topic string) (map[int]int64, e
 }
 
 // GroupOffsets returns group's committed offsets against the end of every partition of topic.
-func GroupOffsets(ctx context.Context, brokers []string, group, topic string) ([]PartitionOffsets, error) {
-	c, err := newClient(brokers)
+func (a Admin) GroupOffsets(ctx context.Context, group, topic string) ([]PartitionOffsets, error) {
+	c, err := a.newClient()
 	if err != nil {
 		return nil, err
 	}

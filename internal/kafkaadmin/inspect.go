@@ -22,14 +22,18 @@ type Inspector struct {
 	brokers []string
 }
 
-// NewInspector returns an Inspector of the cluster at brokers; Close releases its connections.
-func NewInspector(brokers []string) (*Inspector, error) {
-	c, err := newClient(brokers)
+// NewInspector returns an Inspector of the cluster at brokers over plaintext; Close releases its connections.
+func NewInspector(brokers []string) (*Inspector, error) { return Admin{Brokers: brokers}.Inspector() }
+
+// Inspector returns an Inspector of a's cluster, connected with a's TLS and SASL; Close releases its
+// connections.
+func (a Admin) Inspector() (*Inspector, error) {
+	c, err := a.newClient()
 	if err != nil {
 		return nil, err
 	}
 	c.Client.Timeout = 10 * time.Second
-	return &Inspector{c: c, brokers: brokers}, nil
+	return &Inspector{c: c, brokers: a.Brokers}, nil
 }
 
 // Close releases the Inspector's connections.
@@ -359,6 +363,9 @@ var ErrUnsupported = errors.New("not supported by this cluster")
 // directories (so replicas count as often as they are stored), from DescribeLogDirs. kafka-go has no
 // client for that request, so it goes through franz-go's, which joins no group either.
 func (i *Inspector) LogDirSizes(ctx context.Context, topics []TopicInfo) (map[string]map[int]int64, error) {
+	if i.c.secured { // the franz-go client is not given choreo's TLS and SASL
+		return nil, fmt.Errorf("describe log dirs over TLS or SASL: %w", ErrUnsupported)
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(i.brokers...), kgo.ClientID("choreo-console"), kgo.DialTimeout(2*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("kafka client for log dirs: %w", err)

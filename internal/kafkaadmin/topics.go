@@ -14,11 +14,11 @@ import (
 // EnsureTopics creates the topics that do not exist yet (an existing topic
 // is left as it is) and returns once metadata lists every one of them with
 // its partitions, since a topic is not usable the moment it is created.
-func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error {
+func (a Admin) EnsureTopics(ctx context.Context, topics ...Topic) error {
 	if len(topics) == 0 {
 		return nil
 	}
-	c, err := newClient(brokers)
+	c, err := a.newClient()
 	if err != nil {
 		return err
 	}

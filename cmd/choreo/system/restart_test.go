@@ -29,10 +29,18 @@ func privateKafka(t *testing.T) restartable {
 	if script == "" {
 		return ownKafka{testenv.OwnKafka(t)}
 	}
+	return startRealKafka(t, script)
+}
+
+// startRealKafka starts a broker private to the test with scripts/kafka.sh (at script), env adding to the
+// script's environment, and stops it when the test ends.
+func startRealKafka(t *testing.T, script string, env ...string) realKafka {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "kafka")
 	var out []byte
 	for attempt := 1; ; attempt++ {
 		cmd := exec.Command(script, "start", dir)
+		cmd.Env = append(os.Environ(), env...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		var err error

@@ -96,7 +96,8 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 6
 	}
-	if err := kafkaadmin.EnsureTopics(ctx, cfg.Brokers, Topics(cfg.Host.Namespace, cfg.Partitions)...); err != nil {
+	admin := kafkaadmin.Admin{Brokers: cfg.Brokers, Conn: cfg.Host.Kafka}
+	if err := admin.EnsureTopics(ctx, Topics(cfg.Host.Namespace, cfg.Partitions)...); err != nil {
 		return nil, fmt.Errorf("create topics: %w", err)
 	}
 	reg, err := events.Catalog()
@@ -136,7 +137,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 			return nil, err
 		}
 	}
-	checks := []httpapi.Check{kafkaadmin.Ping(cfg.Brokers)}
+	checks := []httpapi.Check{admin.Ping()}
 	for _, u := range s.units {
 		checks = append(checks, u.Check)
 	}
@@ -159,7 +160,7 @@ func (s *System) Authenticated() bool { return s.auth.Enforced() }
 
 // consoleConfig points the console (/ui) at the system's topics, its read model and its databases.
 func (s *System) consoleConfig(cfg Config) console.Config {
-	cc := console.Config{Brokers: cfg.Brokers, Namespace: cfg.Host.Namespace, OperatorToken: cfg.OperatorToken, Log: s.log}
+	cc := console.Config{Brokers: cfg.Brokers, Kafka: cfg.Host.Kafka, Namespace: cfg.Host.Namespace, OperatorToken: cfg.OperatorToken, Log: s.log}
 	for _, spec := range Specs(cfg) {
 		cc.Services = append(cc.Services, console.Service{Name: spec.Name, Consumes: spec.Consumes})
 	}
@@ -173,7 +174,7 @@ func (s *System) consoleConfig(cfg Config) console.Config {
 		if u == nil {
 			return 0, fmt.Errorf("redrive %s: it does not run in this process", service)
 		}
-		r := consumer.Redriver{Brokers: cfg.Brokers, Group: cfg.Host.Namespace + service, Pool: u.Pool()}
+		r := consumer.Redriver{Brokers: cfg.Brokers, Conn: cfg.Host.Kafka, Group: cfg.Host.Namespace + service, Pool: u.Pool()}
 		total := 0
 		for _, spec := range Specs(cfg) {
 			if spec.Name != service {

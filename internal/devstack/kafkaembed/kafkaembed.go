@@ -4,12 +4,20 @@
 package kafkaembed
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/choreo-dev/choreo/internal/devstack/dirlock"
 )
 
 // Config says where the broker listens and keeps its data.
@@ -20,8 +28,20 @@ type Config struct {
 	// DataDir keeps topics, records and committed offsets across restarts;
 	// empty keeps everything in memory.
 	DataDir string
-	Log     zerolog.Logger
+	// PreviousRunWait bounds how long Start waits for a previous run still
+	// shutting down to let go of DataDir and of Addr's port; 0 means 30
+	// seconds.
+	PreviousRunWait time.Duration
+	Log             zerolog.Logger
 }
+
+// defaultPreviousRunWait is PreviousRunWait's default: longer than a
+// choreo process takes to shut down gracefully.
+const defaultPreviousRunWait = 30 * time.Second
+
+// lockName is the file in DataDir whose flock marks the live owner: kfake
+// itself does not stop two processes from writing one directory.
+const lockName = "kafkaembed.lock"
 
 // Broker is a running in-process broker.
 type Broker struct {
@@ -30,12 +50,16 @@ type Broker struct {
 
 	mu      sync.Mutex
 	cluster *kfake.Cluster
+	lock    *dirlock.Lock
 }
 
 // Start starts the broker; it accepts connections when Start returns.
 func Start(cfg Config) (*Broker, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.PreviousRunWait == 0 {
+		cfg.PreviousRunWait = defaultPreviousRunWait
 	}
 	b := &Broker{cfg: cfg, addr: cfg.Addr}
 	if err := b.start(); err != nil {
@@ -49,18 +73,45 @@ func Start(cfg Config) (*Broker, error) {
 func (b *Broker) start() error {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, b.addr) }),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return b.listen(network) }),
 		kfake.WithLogger(logger{b.cfg.Log}),
 	}
 	if b.cfg.DataDir != "" {
+		if err := os.MkdirAll(b.cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create kafka data directory %s: %w", b.cfg.DataDir, err)
+		}
+		lock, err := dirlock.Acquire(context.Background(), filepath.Join(b.cfg.DataDir, lockName), b.cfg.PreviousRunWait, b.cfg.Log)
+		if err != nil {
+			return fmt.Errorf("take kafka data directory %s: %w", b.cfg.DataDir, err)
+		}
+		b.lock = lock
 		opts = append(opts, kfake.DataDir(b.cfg.DataDir))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
+		_ = b.lock.Release() // the start error is the one to report
+		b.lock = nil
 		return fmt.Errorf("start kafka broker on %s: %w", b.addr, err)
 	}
 	b.cluster = c
 	return nil
+}
+
+// listen binds the broker's address. A fixed port may still be held for a
+// moment by a previous run that is going away, so that is retried for up to
+// PreviousRunWait.
+func (b *Broker) listen(network string) (net.Listener, error) {
+	deadline := time.Now().Add(b.cfg.PreviousRunWait)
+	for attempt := 0; ; attempt++ {
+		l, err := net.Listen(network, b.addr)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return l, err
+		}
+		if attempt == 0 {
+			b.cfg.Log.Info().Str("addr", b.addr).Dur("max_wait", b.cfg.PreviousRunWait).Msg("kafka port still in use; waiting for it to be freed")
+		}
+		time.Sleep(50 * time.Millisecond) // polling a port: there is nothing to wait on
+	}
 }
 
 // Brokers is the bootstrap list for clients.
@@ -76,6 +127,10 @@ func (b *Broker) Close() {
 	}
 	b.cluster.Close()
 	b.cluster = nil
+	if err := b.lock.Release(); err != nil {
+		b.cfg.Log.Error().Err(err).Msg("release kafka data directory")
+	}
+	b.lock = nil
 	b.cfg.Log.Info().Str("addr", b.addr).Msg("kafka broker stopped")
 }
 
@@ -88,6 +143,8 @@ func (b *Broker) Restart() error {
 	if b.cluster != nil {
 		b.cluster.Close()
 		b.cluster = nil
+		_ = b.lock.Release() // start takes it again
+		b.lock = nil
 	}
 	if err := b.start(); err != nil {
 		return err

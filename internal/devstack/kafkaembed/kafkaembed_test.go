@@ -3,6 +3,10 @@ package kafkaembed_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,4 +159,53 @@ func TestInMemoryRestartStartsEmpty(t *testing.T) {
 	}
 	b.Close()
 	b.Close() // a second Close does nothing
+}
+
+// Two brokers on one DataDir would corrupt it: the second waits for the first
+// to let go, and fails naming it when it does not.
+func TestDataDirHasOneOwner(t *testing.T) {
+	dir := t.TempDir()
+	first := start(t, kafkaembed.Config{DataDir: dir})
+
+	_, err := kafkaembed.Start(kafkaembed.Config{DataDir: dir, PreviousRunWait: 100 * time.Millisecond, Log: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "held by another running process") {
+		t.Fatalf("second Start on a DataDir in use: err = %v, want 'held by another running process'", err)
+	}
+
+	first.Close()
+	start(t, kafkaembed.Config{DataDir: dir})
+}
+
+// A previous run that is going away may still hold the fixed port for a
+// moment: Start waits for it instead of failing.
+func TestStartWaitsForThePortToBeFreed(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := held.Addr().String()
+	waiting := make(chan struct{})
+	var once sync.Once
+	log := zerolog.New(io.Discard).Hook(zerolog.HookFunc(func(_ *zerolog.Event, _ zerolog.Level, msg string) {
+		if strings.Contains(msg, "waiting for it to be freed") {
+			once.Do(func() { close(waiting) })
+		}
+	}))
+	started := make(chan error, 1)
+	go func() {
+		b, err := kafkaembed.Start(kafkaembed.Config{Addr: addr, DataDir: t.TempDir(), Log: log})
+		if err == nil {
+			b.Close()
+		}
+		started <- err
+	}()
+	select {
+	case <-waiting:
+	case err := <-started:
+		t.Fatalf("Start returned while the port was held: %v", err)
+	}
+	held.Close()
+	if err := <-started; err != nil {
+		t.Fatalf("Start on a port freed meanwhile: %v", err)
+	}
 }

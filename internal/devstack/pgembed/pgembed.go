@@ -12,8 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/choreo-dev/choreo/internal/devstack/dirlock"
 )
 
 // Config says where the cluster keeps its data and how it runs.
@@ -26,8 +29,20 @@ type Config struct {
 	// Durable keeps Postgres' crash-safety defaults. When false, fsync,
 	// synchronous_commit and full_page_writes are off, for fast tests.
 	Durable bool
-	Log     zerolog.Logger
+	// PreviousRunWait bounds how long Start waits for another process that
+	// holds DataDir (a previous run still shutting down) to let go; 0 means
+	// 30 seconds.
+	PreviousRunWait time.Duration
+	Log             zerolog.Logger
 }
+
+// defaultPreviousRunWait is PreviousRunWait's default: longer than a
+// choreo process takes to shut down gracefully.
+const defaultPreviousRunWait = 30 * time.Second
+
+// lockName is the file in the data directory whose flock marks the live
+// owner of the cluster (see internal/devstack/dirlock).
+const lockName = "pgembed.lock"
 
 // Cluster is a running server. Stop it with Stop.
 type Cluster struct {
@@ -39,6 +54,7 @@ type Cluster struct {
 	port      int
 	owner     *account
 	watchdog  *watchdog
+	lock      *dirlock.Lock
 
 	mu      sync.Mutex
 	stopped bool
@@ -70,6 +86,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if c.watchdog != nil {
 			_ = c.watchdog.cancel() // the start error is the one to report
 		}
+		_ = c.lock.Release()
 		_ = os.RemoveAll(runDir)
 		return nil, err
 	}
@@ -83,7 +100,18 @@ func (c *Cluster) start(ctx context.Context, cfg Config) error {
 	if err := c.prepareDataDir(ctx, cfg.DataDir); err != nil {
 		return err
 	}
-	if err := removeStalePID(c.dataDir, c.log); err != nil {
+	wait := cfg.PreviousRunWait
+	if wait == 0 {
+		wait = defaultPreviousRunWait
+	}
+	// With the lock held no live process owns this data directory, so a
+	// server still running on it was left by a run that died (clearPrevious).
+	lock, err := dirlock.Acquire(ctx, filepath.Join(c.dataDir, lockName), wait, c.log)
+	if err != nil {
+		return fmt.Errorf("take data directory %s: %w", c.dataDir, err)
+	}
+	c.lock = lock
+	if err := c.clearPrevious(ctx); err != nil {
 		return err
 	}
 	mode := "fast"

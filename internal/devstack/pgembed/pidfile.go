@@ -1,6 +1,7 @@
 package pgembed
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,33 +10,108 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/rs/zerolog"
+	"time"
 )
 
-// removeStalePID deletes postmaster.pid when the process it names is not a
-// running postgres, so a data directory left by a crash or a reboot starts
-// again. Postgres itself refuses to start when that pid now belongs to some
-// unrelated live process.
-func removeStalePID(dataDir string, log zerolog.Logger) error {
-	path := filepath.Join(dataDir, "postmaster.pid")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+// How long clearPrevious gives a left-behind server: first to be stopped by
+// its own watchdog (which acts when its run dies), then to obey pg_ctl stop.
+const (
+	orphanGrace       = 2 * time.Second
+	orphanStopTimeout = 60 * time.Second
+)
+
+// clearPrevious readies the data directory for a start. It deletes a
+// postmaster.pid whose process is not a running postgres (a crash or a
+// reboot), and stops a server on this directory that a previous run left
+// behind: killed before Stop, its watchdog may still be shutting that server
+// down. It runs with the directory's lock held, so no live owner uses it.
+func (c *Cluster) clearPrevious(ctx context.Context) error {
+	pid, found, err := readPostmasterPID(c.dataDir)
+	if err != nil || !found {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+	if pid > 0 && isPostgres(pid) {
+		if !servesDir(pid, c.dataDir) {
+			return fmt.Errorf("a server is already running on %s (pid %d): stop it with pg_ctl -D %s stop -m fast", c.dataDir, pid, c.dataDir)
+		}
+		if err := c.stopOrphan(ctx, pid); err != nil {
+			return err
+		}
+		// A server that shut down removed its postmaster.pid; one that was
+		// killed left it, and it is stale now.
+		if pid, found, err = readPostmasterPID(c.dataDir); err != nil || !found {
+			return err
+		}
 	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err == nil && pid > 0 && isPostgres(pid) {
-		return fmt.Errorf("a server is already running on %s (pid %d): stop it with pg_ctl -D %s stop -m fast", dataDir, pid, dataDir)
-	}
+	path := filepath.Join(c.dataDir, "postmaster.pid")
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove stale %s: %w", path, err)
 	}
-	log.Warn().Str("data_dir", dataDir).Int("pid", pid).Msg("removed stale postmaster.pid left by a server that is gone")
+	c.log.Warn().Str("data_dir", c.dataDir).Int("pid", pid).Msg("removed stale postmaster.pid left by a server that is gone")
 	return nil
+}
+
+// stopOrphan waits a little for a left-behind server to exit, then stops it
+// with pg_ctl (fast mode: data is kept) and waits until it has gone.
+func (c *Cluster) stopOrphan(ctx context.Context, pid int) error {
+	c.log.Warn().Str("data_dir", c.dataDir).Int("pid", pid).Msg("a server left by a previous run is still up; stopping it before starting")
+	if waitExit(ctx, pid, orphanGrace) {
+		return nil
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, orphanStopTimeout)
+	defer cancel()
+	stopErr := c.pgCtlStop(stopCtx, "fast")
+	if waitExit(stopCtx, pid, orphanStopTimeout) {
+		return nil
+	}
+	return fmt.Errorf("stop the server a previous run left on %s (pid %d): %w", c.dataDir, pid, errors.Join(stopErr, ctx.Err()))
+}
+
+// readPostmasterPID returns the pid in dataDir's postmaster.pid; found is
+// false when there is no such file, pid is 0 when it holds no number.
+func readPostmasterPID(dataDir string) (pid int, found bool, err error) {
+	path := filepath.Join(dataDir, "postmaster.pid")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, _ = strconv.Atoi(strings.TrimSpace(first))
+	return pid, true, nil
+}
+
+// servesDir reports whether the postmaster pid runs on dataDir: a postmaster
+// works in its data directory. Without /proc (or the right to read it) we
+// cannot tell, and say no: refusing to start beats stopping a stranger.
+func servesDir(pid int, dataDir string) bool {
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return false
+	}
+	want, err := filepath.EvalSymlinks(dataDir)
+	return err == nil && cwd == want
+}
+
+// waitExit polls until pid has exited, for at most max; it reports whether
+// it did.
+func waitExit(ctx context.Context, pid int, max time.Duration) bool {
+	deadline := time.NewTimer(max)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for alive(pid) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 // isPostgres reports whether pid is a live postgres process. Without /proc

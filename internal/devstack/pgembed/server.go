@@ -92,10 +92,11 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		if c.pgCtlStop(ctx, "immediate") != nil {
 			// Perhaps ctx ended: the watchdog, which needs no ctx, cleans up.
 			c.watchdog.release()
+			_ = c.lock.Release() // the next run stops what the watchdog has not
 			return fmt.Errorf("stop postgres on port %d: %w", c.port, err)
 		}
 	}
-	err := c.watchdog.cancel()
+	err := errors.Join(c.watchdog.cancel(), c.lock.Release())
 	if rmErr := os.RemoveAll(c.runDir); rmErr != nil {
 		err = errors.Join(err, fmt.Errorf("remove %s: %w", c.runDir, rmErr))
 	}

@@ -19,7 +19,7 @@ import (
 // run, and the Kafka release of docker-compose.yml and scripts/kafka.sh.
 const (
 	postgresImage = "postgres:15.18"
-	kafkaImage    = "apache/kafka:3.9.2"
+	kafkaImage    = "apache/kafka:4.4.0"
 )
 
 // dockerHealthTimeout bounds the engine probe, so a machine without Docker decides at once.

@@ -76,7 +76,7 @@ func TestBackendsString(t *testing.T) {
 		{backends{postgres: embedded, kafka: embedded, reason: "docker not healthy (no socket)"},
 			"docker not healthy (no socket): using embedded postgres and kfake"},
 		{backends{postgres: container, kafka: container, reason: "docker healthy"},
-			"docker healthy: using postgres:15.18 container and apache/kafka:3.9.2 container"},
+			"docker healthy: using postgres:15.18 container and apache/kafka:4.4.0 container"},
 		{backends{postgres: fromEnv, kafka: embedded, reason: "DATABASE_URL set"},
 			"DATABASE_URL set: using DATABASE_URL and kfake"},
 	}
