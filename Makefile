@@ -4,7 +4,7 @@ BIN       ?= bin/choreo
 PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build run test test-kafka test-race bench lint fmt up down kafka-fetch clean
+.PHONY: all build run test test-deploy test-kafka test-race bench lint fmt up down kafka-fetch clean
 
 all: lint test
 
@@ -15,10 +15,14 @@ build:
 run: build
 	./$(BIN) run
 
-## test: vet, then every test on the embedded broker and a throwaway Postgres cluster
-test:
+## test: vet, then every test on the embedded broker and a throwaway Postgres cluster, and the deployment checks
+test: test-deploy
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## test-deploy: Dockerfile, docker-compose.yml and deploy/ checked offline against a freshly built binary (deploy/, a module of its own)
+test-deploy:
+	cd deploy && $(GO) vet ./... && $(GO) test $(TESTFLAGS) ./...
 
 ## kafka-fetch: Apache Kafka 3.9 broker jars from Maven Central into ~/.cache/choreo (once, then reused)
 kafka-fetch:
@@ -38,6 +42,7 @@ bench:
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd deploy && $(GO) vet ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

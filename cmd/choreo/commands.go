@@ -190,6 +190,20 @@ func createTopics(ctx context.Context, cfg Config, stdout io.Writer) error {
 	return nil
 }
 
+// printTopics prints the topics createTopics would create, as JSON, without contacting Kafka.
+func printTopics(cfg Config, stdout io.Writer) error {
+	type topic struct {
+		Name       string            `json:"name"`
+		Partitions int               `json:"partitions"`
+		Configs    map[string]string `json:"configs"`
+	}
+	var out []topic
+	for _, t := range system.Topics("", cfg.KafkaPartitions) {
+		out = append(out, topic{Name: t.Name, Partitions: t.Partitions, Configs: t.Configs})
+	}
+	return writeJSON(stdout, out)
+}
+
 // healthcheck GETs /healthz on this process's HTTP_ADDR (loopback when it listens on all interfaces).
 func healthcheck(ctx context.Context, cfg Config) error {
 	host, port, _ := net.SplitHostPort(cfg.HTTPAddr) // validated

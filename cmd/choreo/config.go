@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -46,8 +47,13 @@ type Config struct {
 type setting struct {
 	env, def, usage string
 	secret          bool
-	set             func(c *Config, v string) error
+	// readBy names the commands that read it; anyService stands for every hosted unit of system.Specs.
+	readBy []string
+	set    func(c *Config, v string) error
 }
+
+// anyService in a setting's readBy stands for every command that hosts one unit (system.Specs).
+const anyService = "SERVICE"
 
 func str(dst func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *dst(c) = v; return nil }
@@ -66,45 +72,74 @@ func list(dst func(*Config) *[]string) func(*Config, string) error {
 	}
 }
 
-// settings lists every variable the binary reads; the deployment tests check manifests against it.
+// settings lists every variable the binary reads and which commands read it; `choreo help -json`
+// publishes it, and the deployment checks (deploy/) judge manifests against it.
 func settings() []setting {
+	var (
+		brokers  = []string{"run", anyService, "topics", "replay", "dlq"}
+		database = []string{"run", anyService, "replay", "dlq"}
+		listen   = []string{"run", anyService, "ingress", "healthcheck"}
+		logs     = []string{"run", anyService, "ingress", "replay", "dlq"}
+		topics   = []string{"run", anyService, "topics"}
+		embedded = []string{"run", "replay", "dlq"}
+		runOnly  = []string{"run"}
+		// A service's own settings: its command, and `choreo run`, which hosts every service.
+		order        = []string{"run", "order"}
+		inventory    = []string{"run", "inventory"}
+		payment      = []string{"run", "payment"}
+		shipping     = []string{"run", "shipping"}
+		notification = []string{"run", "notification"}
+		ingress      = []string{"ingress"}
+	)
 	return []setting{
-		{"KAFKA_BROKERS", "", "comma-separated Kafka bootstrap brokers; empty with `choreo run`: embedded broker on 127.0.0.1:9092", false, list(func(c *Config) *[]string { return &c.KafkaBrokers })},
-		{"DATABASE_URL", "", "Postgres URL: the service's own database; with `choreo run` a server on which one database per service is created (empty: embedded cluster)", true, str(func(c *Config) *string { return &c.DatabaseURL })},
-		{"HTTP_ADDR", "127.0.0.1:8080", "address the HTTP API, /healthz and /readyz listen on", false, str(func(c *Config) *string { return &c.HTTPAddr })},
-		{"LOG_LEVEL", "info", "debug, info, warn or error", false, str(func(c *Config) *string { return &c.LogLevel })},
-		{"LOG_FORMAT", "auto", "json, console, or auto (console on a terminal)", false, str(func(c *Config) *string { return &c.LogFormat })},
-		{"KAFKA_PARTITIONS", "6", "partitions of each events topic when choreo creates it", false, func(c *Config, v string) (err error) { c.KafkaPartitions, err = strconv.Atoi(v); return }},
-		{"DATA_DIR", ".data", "where `choreo run` keeps the embedded Kafka and Postgres data", false, str(func(c *Config) *string { return &c.DataDir })},
-		{"SEED_CATALOG", "true", "`choreo run` adds the demo catalog if missing", false, func(c *Config, v string) (err error) { c.SeedCatalog, err = strconv.ParseBool(v); return }},
-		{"SAGA_DEADLINE", "5m", "how long an order may stay PENDING before it is cancelled as expired", false, func(c *Config, v string) (err error) { c.SagaDeadline, err = time.ParseDuration(v); return }},
-		{"PAYMENT_LIMIT_CENTS", "1000000", "default authorization limit per order total, in cents", false, func(c *Config, v string) (err error) { c.PaymentLimitCents, err = strconv.ParseInt(v, 10, 64); return }},
-		{"SHIPPING_COUNTRIES", "US,CA,GB,DE,FR,NL,SE,JP,AU", "ISO country codes shipping delivers to (XX never)", false, list(func(c *Config) *[]string { return &c.ShippingCountries })},
-		{"SMTP_ADDR", "", "SMTP server host:port; empty: notifications are recorded and logged", false, str(func(c *Config) *string { return &c.SMTPAddr })},
-		{"SMTP_FROM", "orders@choreo.local", "sender address of notifications", false, str(func(c *Config) *string { return &c.SMTPFrom })},
-		{"SMTP_USERNAME", "", "SMTP user", false, str(func(c *Config) *string { return &c.SMTPUsername })},
-		{"SMTP_PASSWORD", "", "SMTP password", true, str(func(c *Config) *string { return &c.SMTPPassword })},
-		{"NOTIFY_DOMAIN", "customers.invalid", "mail domain for customer ids that are not addresses", false, str(func(c *Config) *string { return &c.NotifyDomain })},
-		{"OPERATOR_TOKEN", "", "when set, PUT /v1/products needs Authorization: Bearer <token>", true, str(func(c *Config) *string { return &c.OperatorToken })},
-		{"ORDER_URL", "http://127.0.0.1:8081", "ingress: base URL of the order service", false, str(func(c *Config) *string { return &c.OrderURL })},
-		{"ORDERVIEW_URL", "http://127.0.0.1:8086", "ingress: base URL of the order read model", false, str(func(c *Config) *string { return &c.OrderViewURL })},
-		{"INVENTORY_URL", "http://127.0.0.1:8082", "ingress: base URL of the inventory service", false, str(func(c *Config) *string { return &c.InventoryURL })},
+		{"KAFKA_BROKERS", "", "comma-separated Kafka bootstrap brokers; empty under 'choreo run': embedded broker on 127.0.0.1:9092", false, brokers, list(func(c *Config) *[]string { return &c.KafkaBrokers })},
+		{"DATABASE_URL", "", "Postgres URL: the service's own database; under 'choreo run' a server on which one database per service is created (empty: embedded cluster)", true, database, str(func(c *Config) *string { return &c.DatabaseURL })},
+		{"HTTP_ADDR", "127.0.0.1:8080", "address the HTTP API, /healthz and /readyz listen on", false, listen, str(func(c *Config) *string { return &c.HTTPAddr })},
+		{"LOG_LEVEL", "info", "debug, info, warn or error", false, logs, str(func(c *Config) *string { return &c.LogLevel })},
+		{"LOG_FORMAT", "auto", "json, console, or auto (console on a terminal)", false, logs, str(func(c *Config) *string { return &c.LogFormat })},
+		{"KAFKA_PARTITIONS", "6", "partitions of each events topic when choreo creates it", false, topics, func(c *Config, v string) (err error) { c.KafkaPartitions, err = strconv.Atoi(v); return }},
+		{"DATA_DIR", ".data", "where 'choreo run' keeps the embedded Kafka and Postgres data", false, embedded, str(func(c *Config) *string { return &c.DataDir })},
+		{"SEED_CATALOG", "true", "'choreo run' adds the demo catalog if missing", false, runOnly, func(c *Config, v string) (err error) { c.SeedCatalog, err = strconv.ParseBool(v); return }},
+		{"SAGA_DEADLINE", "5m", "how long an order may stay PENDING before it is cancelled as expired", false, order, func(c *Config, v string) (err error) { c.SagaDeadline, err = time.ParseDuration(v); return }},
+		{"PAYMENT_LIMIT_CENTS", "1000000", "default authorization limit per order total, in cents", false, payment, func(c *Config, v string) (err error) { c.PaymentLimitCents, err = strconv.ParseInt(v, 10, 64); return }},
+		{"SHIPPING_COUNTRIES", "US,CA,GB,DE,FR,NL,SE,JP,AU", "ISO country codes shipping delivers to (XX never)", false, shipping, list(func(c *Config) *[]string { return &c.ShippingCountries })},
+		{"SMTP_ADDR", "", "SMTP server host:port; empty: notifications are recorded and logged", false, notification, str(func(c *Config) *string { return &c.SMTPAddr })},
+		{"SMTP_FROM", "orders@choreo.local", "sender address of notifications", false, notification, str(func(c *Config) *string { return &c.SMTPFrom })},
+		{"SMTP_USERNAME", "", "SMTP user", false, notification, str(func(c *Config) *string { return &c.SMTPUsername })},
+		{"SMTP_PASSWORD", "", "SMTP password", true, notification, str(func(c *Config) *string { return &c.SMTPPassword })},
+		{"NOTIFY_DOMAIN", "customers.invalid", "mail domain for customer ids that are not addresses", false, notification, str(func(c *Config) *string { return &c.NotifyDomain })},
+		{"OPERATOR_TOKEN", "", "when set, PUT /v1/products needs Authorization: Bearer <token>", true, inventory, str(func(c *Config) *string { return &c.OperatorToken })},
+		{"ORDER_URL", "http://127.0.0.1:8081", "base URL of the order service", false, ingress, str(func(c *Config) *string { return &c.OrderURL })},
+		{"ORDERVIEW_URL", "http://127.0.0.1:8086", "base URL of the order read model", false, ingress, str(func(c *Config) *string { return &c.OrderViewURL })},
+		{"INVENTORY_URL", "http://127.0.0.1:8082", "base URL of the inventory service", false, ingress, str(func(c *Config) *string { return &c.InventoryURL })},
 	}
 }
 
 // flagName turns KAFKA_BROKERS into kafka-brokers.
 func flagName(env string) string { return strings.ReplaceAll(strings.ToLower(env), "_", "-") }
 
-// loadConfig reads defaults, then the environment, then flags from args.
-func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, error) {
+// loadConfig reads the settings cmd reads: defaults, then the environment, then flags from args. Every
+// other setting keeps its default, and has no flag.
+func loadConfig(fs *flag.FlagSet, cmd command, args []string, getenv func(string) string) (Config, error) {
 	c := Config{effective: map[string]string{}}
+	// Defaults first, so that the settings cmd does not read hold valid values.
 	for _, s := range settings() {
+		if err := s.set(&c, s.def); err != nil {
+			return Config{}, fmt.Errorf("default of %s: %w", s.env, err)
+		}
+	}
+	var errs []error
+	for _, s := range settings() {
+		if !cmd.reads(s) {
+			continue
+		}
 		v := s.def
 		if e := getenv(s.env); e != "" {
 			v = e
 		}
 		if err := s.set(&c, v); err != nil {
-			return Config{}, fmt.Errorf("%s=%q: %w", s.env, v, err)
+			errs = append(errs, fmt.Errorf("%s=%q: %w", s.env, v, err))
+			_ = s.set(&c, s.def) // so that Validate judges the other settings, not this one again
 		}
 		c.effective[s.env] = v
 		fs.Func(flagName(s.env), s.usage+" (env "+s.env+")", func(v string) error {
@@ -115,7 +150,10 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	return c, c.Validate()
+	if err := errors.Join(append(errs, c.Validate())...); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
 
 // Validate checks the settings every command relies on.
@@ -152,11 +190,54 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// logFields returns the effective config for the start-up log line, secrets masked.
+// checkConfig is `choreo config COMMAND [flags]`: it reads the environment and flags as COMMAND would and
+// prints COMMAND's effective settings as JSON, secrets masked; or it fails with everything that is wrong: a
+// value COMMAND rejects, a setting it needs but is unset, a setting it does not read but is set (a setting
+// meant for another command, or a typo of scope).
+func checkConfig(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: choreo config COMMAND [flags]")
+	}
+	cmd, ok := lookupCommand(args[0])
+	if !ok || cmd.own != nil {
+		return fmt.Errorf("config: %q is no command that reads settings; run 'choreo help'", args[0])
+	}
+	cfg, err := loadConfig(flagSet(cmd, stderr), cmd, args[1:], getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, s := range settings() {
+		if !cmd.reads(s) && getenv(s.env) != "" {
+			errs = append(errs, fmt.Errorf("%s is set, but 'choreo %s' does not read it", s.env, cmd.name))
+		}
+	}
+	for _, need := range cmd.needs {
+		v := getenv(need)
+		if err == nil {
+			v = cfg.effective[need] // a flag may have set it
+		}
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is unset, and 'choreo %s' refuses to start without it", need, cmd.name))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config %s: %w", cmd.name, errors.Join(errs...))
+	}
+	return writeJSON(stdout, cfg.logFields())
+}
+
+// logFields returns the effective settings of the command for the start-up log line, secrets masked.
 func (c Config) logFields() map[string]any {
 	fields := map[string]any{}
 	for _, s := range settings() {
-		v := c.effective[s.env]
+		v, ok := c.effective[s.env]
+		if !ok {
+			continue // not read by this command
+		}
 		if s.secret && v != "" {
 			v = mask(s.env, v)
 		}

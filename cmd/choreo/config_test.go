@@ -13,11 +13,21 @@ import (
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
+// load reads the settings as `choreo run` does, which reads all but the ingress's.
 func load(t *testing.T, vars map[string]string, args ...string) (Config, error) {
 	t.Helper()
+	return loadAs(t, "run", vars, args...)
+}
+
+func loadAs(t *testing.T, cmdName string, vars map[string]string, args ...string) (Config, error) {
+	t.Helper()
+	cmd, ok := lookupCommand(cmdName)
+	if !ok {
+		t.Fatalf("no command %s", cmdName)
+	}
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	return loadConfig(fs, args, env(vars))
+	return loadConfig(fs, cmd, args, env(vars))
 }
 
 func TestConfigDefaultsEnvAndFlags(t *testing.T) {
@@ -111,6 +121,18 @@ func TestArchitectureDocListsEverySetting(t *testing.T) {
 	for _, s := range settings() {
 		if !strings.Contains(string(doc), "`"+s.env+"`") {
 			t.Errorf("docs/architecture.md does not document %s", s.env)
+		}
+	}
+}
+
+func TestArchitectureDocListsEveryCommand(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range commandNames() {
+		if !strings.Contains(string(doc), "`choreo "+name) {
+			t.Errorf("docs/architecture.md does not document `choreo %s` (the command table)", name)
 		}
 	}
 }

@@ -14,16 +14,20 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "choreo:", err)
-		}
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp): // -h: the usage is printed; asking for it is no failure
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "choreo:", err)
 		os.Exit(1)
 	}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 1 && (args[1] == "-json" || args[1] == "--json") {
+			return printCatalog(stdout)
+		}
 		fmt.Fprint(stdout, usage())
 		return nil
 	}
@@ -31,10 +35,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if !ok {
 		return fmt.Errorf("unknown command %q; run 'choreo help'", args[0])
 	}
-	args = args[1:]
-	fs := flag.NewFlagSet("choreo "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg, err := loadConfig(fs, args, getenv)
+	if cmd.own != nil {
+		return cmd.own(args[1:], getenv, stdout, stderr)
+	}
+	fs := flagSet(cmd, stderr)
+	cfg, err := loadConfig(fs, cmd, args[1:], getenv)
 	if err != nil {
 		return err
 	}

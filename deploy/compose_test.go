@@ -1,9 +1,8 @@
-package main
+package deploy
 
 import (
 	"context"
 	"fmt"
-	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	composeloader "github.com/compose-spec/compose-go/v2/loader"
 	composetypes "github.com/compose-spec/compose-go/v2/types"
 	"io"
@@ -72,7 +71,7 @@ func serviceEnv(s composetypes.ServiceConfig) map[string]string {
 }
 
 func TestComposeFile(t *testing.T) {
-	root := repoRoot(t)
+	root := built.root
 	p := loadCompose(t, root)
 	img := loadDockerfile(t, root)
 
@@ -122,9 +121,16 @@ func TestComposeFile(t *testing.T) {
 		if len(s.Entrypoint) > 0 {
 			t.Errorf("service %s overrides the image's ENTRYPOINT with %v", s.Name, s.Entrypoint)
 		}
-		env := maps.Clone(img.env)
-		maps.Copy(env, serviceEnv(s))
-		port, errs := checkProcessEnv(cmd, env)
+		own := serviceEnv(s)
+		env, ambient := maps.Clone(img.env), map[string]bool{}
+		for k := range img.env {
+			ambient[k] = true
+		}
+		for k, v := range own {
+			env[k] = v
+			delete(ambient, k)
+		}
+		port, errs := checkProcessEnv(cmd, env, ambient)
 		for _, err := range errs {
 			t.Errorf("service %s: %v", s.Name, err)
 		}
@@ -181,22 +187,13 @@ func TestComposeFile(t *testing.T) {
 	}
 
 	if partitions == "" {
-		partitions = settingDefault("KAFKA_PARTITIONS")
+		partitions = built.settingDefault("KAFKA_PARTITIONS")
 	}
 	got, errs := kafkaInitTopics(t, p, brokers)
 	for _, err := range errs {
 		t.Errorf("kafka-init: %v", err)
 	}
 	compareTopics(t, "docker-compose.yml kafka-init", got, wantTopics(t, partitions))
-}
-
-func settingDefault(env string) string {
-	for _, s := range settings() {
-		if s.env == env {
-			return s.def
-		}
-	}
-	return ""
 }
 
 // kafkaListeners maps each address a broker advertises to containers on the compose network
@@ -275,7 +272,7 @@ func checkComposeDatabase(raw, cmd string, pg map[string]*url.Userinfo, initDBs 
 
 // kafkaInitTopics runs the topic-creating init service's script in an in-process shell that
 // records every kafka-topics.sh --create instead of running it.
-func kafkaInitTopics(t *testing.T, p *composetypes.Project, brokers map[string]string) (map[string]kafkaadmin.Topic, []error) {
+func kafkaInitTopics(t *testing.T, p *composetypes.Project, brokers map[string]string) (map[string]topic, []error) {
 	t.Helper()
 	var init []composetypes.ServiceConfig
 	for _, s := range p.Services {
@@ -291,14 +288,14 @@ func kafkaInitTopics(t *testing.T, p *composetypes.Project, brokers map[string]s
 		return nil, []error{fmt.Errorf("service %s: entrypoint %v command of %d parts; want a shell -c and one script", s.Name, s.Entrypoint, len(s.Command))}
 	}
 	var errs []error
-	topics := map[string]kafkaadmin.Topic{}
+	topics := map[string]topic{}
 	record := func(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
 		return func(ctx context.Context, args []string) error {
 			if path.Base(args[0]) != "kafka-topics.sh" {
 				errs = append(errs, fmt.Errorf("runs %v, which this test does not model", args))
 				return nil
 			}
-			var tp kafkaadmin.Topic
+			var tp topic
 			create := false
 			for i := 1; i < len(args); i++ {
 				val := func() string {

@@ -1,4 +1,4 @@
-package main
+package deploy
 
 import (
 	"fmt"
@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -30,7 +29,10 @@ import (
 // ---- Kubernetes -------------------------------------------------------------------------------
 
 // kustomizations are the directories kubectl apply -k is pointed at.
-var kustomizations = []string{"deploy/base", "deploy/overlays/dev"}
+var kustomizations = []string{"deploy/base", devOverlay}
+
+// devOverlay runs one replica of every Deployment (deploy/README.md).
+const devOverlay = "deploy/overlays/dev"
 
 // kafkaTopic is Strimzi's kafka.strimzi.io/v1beta2 KafkaTopic, the fields choreo sets.
 type kafkaTopic struct {
@@ -122,7 +124,7 @@ func renderManifests(t *testing.T, root, dir string) manifests {
 				m.topics = append(m.topics, o)
 			}
 		default:
-			t.Errorf("%s: no strict decoder for kind %s; add one to cmd/choreo/deploy_test.go", id, r.GetKind())
+			t.Errorf("%s: no strict decoder for kind %s; add one to deploy/kubernetes_test.go", id, r.GetKind())
 		}
 		if r.GetKind() != "Namespace" && r.GetNamespace() != m.namespace {
 			t.Errorf("%s: namespace %q, the kustomization sets %q", id, r.GetNamespace(), m.namespace)
@@ -205,13 +207,20 @@ func secretKeys(s corev1.Secret) []string {
 }
 
 func TestKubernetesManifests(t *testing.T) {
-	root := repoRoot(t)
+	root := built.root
 	img := loadDockerfile(t, root)
 	tmpl := secretTemplate(t, root)
 	for _, dir := range kustomizations {
 		t.Run(strings.ReplaceAll(dir, "/", "_"), func(t *testing.T) {
 			m := renderManifests(t, root, dir)
 			checkManifests(t, m, img, tmpl)
+			if dir == devOverlay {
+				for _, d := range m.deployments {
+					if n := d.Spec.Replicas; n == nil || *n != 1 {
+						t.Errorf("%s: Deployment %s does not run one replica; the dev overlay promises one of everything (its replicas: list)", dir, d.Name)
+					}
+				}
+			}
 		})
 	}
 }
@@ -240,6 +249,7 @@ func checkManifests(t *testing.T, m manifests, img image, tmpl corev1.Secret) {
 
 	var containers []container
 	byCmd := map[string]*appsv1.Deployment{}
+	receivers := map[string][]string{} // ConfigMap → the subcommands that get all of it through envFrom
 	for i := range m.deployments {
 		d := &m.deployments[i]
 		id := m.dir + ": Deployment " + d.Name
@@ -275,8 +285,13 @@ func checkManifests(t *testing.T, m manifests, img image, tmpl corev1.Secret) {
 				t.Errorf("%s: args %v; want one subcommand", cid, c.Args)
 				continue
 			}
-			env, errs := containerEnv(m, c, img, tmpl)
-			port, perrs := checkProcessEnv(c.Args[0], env)
+			env, ambient, errs := containerEnv(m, c, img, tmpl)
+			port, perrs := checkProcessEnv(c.Args[0], env, ambient)
+			for _, from := range c.EnvFrom {
+				if from.ConfigMapRef != nil {
+					receivers[from.ConfigMapRef.Name] = append(receivers[from.ConfigMapRef.Name], c.Args[0])
+				}
+			}
 			for _, err := range append(errs, perrs...) {
 				t.Errorf("%s: %v", cid, err)
 			}
@@ -290,6 +305,16 @@ func checkManifests(t *testing.T, m manifests, img image, tmpl corev1.Secret) {
 				if u, err := url.Parse(v); err != nil || strings.TrimPrefix(u.Path, "/") != c.Args[0] {
 					t.Errorf("%s: DATABASE_URL names database %q; each service owns the database named after it (%q)", cid, strings.TrimPrefix(u.Path, "/"), c.Args[0])
 				}
+			}
+		}
+	}
+
+	// A shared ConfigMap's key that no process receiving it reads is a typo or a setting of a process
+	// that does not get it.
+	for _, name := range slices.Sorted(maps.Keys(receivers)) {
+		for _, key := range slices.Sorted(maps.Keys(m.configMaps[name].Data)) {
+			if checkEnvName(key) == nil && !runtimeEnv[key] && !built.reads(key, receivers[name]...) {
+				t.Errorf("%s: ConfigMap %s sets %s, which none of %v reads", m.dir, name, key, receivers[name])
 			}
 		}
 	}
@@ -381,9 +406,12 @@ func checkManifests(t *testing.T, m manifests, img image, tmpl corev1.Secret) {
 
 // containerEnv is the environment the container starts with: the image's ENV, then envFrom, then
 // env; Secret values come from the rendered Secret or, for one created out of band, the template.
-func containerEnv(m manifests, c corev1.Container, img image, tmpl corev1.Secret) (map[string]string, []error) {
-	env := maps.Clone(img.env)
-	var errs []error
+// ambient are the variables that come from the image or a whole ConfigMap, not from the container's env.
+func containerEnv(m manifests, c corev1.Container, img image, tmpl corev1.Secret) (env map[string]string, ambient map[string]bool, errs []error) {
+	env, ambient = maps.Clone(img.env), map[string]bool{}
+	for k := range img.env {
+		ambient[k] = true
+	}
 	for _, from := range c.EnvFrom {
 		switch {
 		case from.ConfigMapRef != nil:
@@ -392,11 +420,15 @@ func containerEnv(m manifests, c corev1.Container, img image, tmpl corev1.Secret
 				errs = append(errs, fmt.Errorf("envFrom ConfigMap %s is not rendered", from.ConfigMapRef.Name))
 			}
 			maps.Copy(env, cm.Data) // every key becomes a variable, so checkProcessEnv judges them all
+			for k := range cm.Data {
+				ambient[k] = true
+			}
 		case from.SecretRef != nil:
 			errs = append(errs, fmt.Errorf("envFrom Secret %s: map secret keys one by one", from.SecretRef.Name))
 		}
 	}
 	for _, e := range c.Env {
+		delete(ambient, e.Name)
 		switch {
 		case e.ValueFrom == nil:
 			env[e.Name] = e.Value
@@ -432,7 +464,7 @@ func containerEnv(m manifests, c corev1.Container, img image, tmpl corev1.Secret
 			errs = append(errs, fmt.Errorf("%s: unsupported valueFrom", e.Name))
 		}
 	}
-	return env, errs
+	return env, ambient, errs
 }
 
 // checkContainer: probes, ports, resources and the restricted Pod Security Standard.
@@ -552,9 +584,9 @@ func checkTopics(t *testing.T, m manifests, containers []container) {
 		}
 	}
 	if partitions == "" {
-		partitions = settingDefault("KAFKA_PARTITIONS")
+		partitions = built.settingDefault("KAFKA_PARTITIONS")
 	}
-	got := map[string]kafkaadmin.Topic{}
+	got := map[string]topic{}
 	clusters := map[string]bool{}
 	for _, kt := range m.topics {
 		id := m.dir + ": KafkaTopic " + kt.Metadata.Name
@@ -572,7 +604,7 @@ func checkTopics(t *testing.T, m manifests, containers []container) {
 		if kt.Spec.Replicas < 1 || minISR > kt.Spec.Replicas {
 			t.Errorf("%s: replicas %d, min.insync.replicas %d: writes with acks=all could never succeed", id, kt.Spec.Replicas, minISR)
 		}
-		got[name] = kafkaadmin.Topic{Name: name, Partitions: kt.Spec.Partitions, Configs: configs}
+		got[name] = topic{Name: name, Partitions: kt.Spec.Partitions, Configs: configs}
 		cluster := kt.Metadata.Labels["strimzi.io/cluster"]
 		if cluster == "" {
 			t.Errorf("%s: no strimzi.io/cluster label: no Topic Operator reconciles it", id)

@@ -1,4 +1,4 @@
-package main
+package deploy
 
 import (
 	"bytes"
@@ -314,7 +314,7 @@ func goBuildOf(run *instructions.RunCommand) (env, args, refs []string, found bo
 }
 
 func TestDockerfile(t *testing.T) {
-	root := repoRoot(t)
+	root := built.root
 	img := loadDockerfile(t, root)
 	for _, e := range img.errs {
 		t.Errorf("Dockerfile: %s", e)
