@@ -130,10 +130,42 @@ type routed struct {
 
 // apply runs msgs in one transaction and returns how many were durably applied (committed) before a
 // failure that needs a retry. Messages are applied, skipped as duplicates or ignored, or dead-lettered.
-// The inbox is read once and written once per batch; the handlers of the batch run in savepoints, after
-// the router's BeforeBatch hook took the locks the batch needs on rows shared across orders.
+// The inbox is read once and written once per batch, after the router's BeforeBatch hook took the locks
+// the batch needs on rows shared across orders. Handlers run without savepoints, since they rarely fail:
+// when one does, the transaction is rolled back and run again with that message alone in a savepoint, so
+// that the messages before it still commit and its failure leaves nothing behind.
 func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 	batch := w.route(msgs)
+	if w.attempts[keyOf(msgs[0])] > 0 { // the head is being retried: on its own until it passes
+		return w.applyBatch(ctx, batch[:1], 0)
+	}
+	n, err := w.applyBatch(ctx, batch, -1)
+	var failed *handlerFailed
+	if errors.As(err, &failed) {
+		r := batch[failed.index]
+		if !IsPermanent(failed.err) {
+			w.attempts[keyOf(r.m)]++
+			log := w.eventLog(&r)
+			log.Warn().Err(failed.err).Int("attempt", w.attempts[keyOf(r.m)]).Msg("handler failed")
+		}
+		return w.applyBatch(ctx, batch[:failed.index+1], failed.index)
+	}
+	return n, err
+}
+
+// handlerFailed says the handler of the batch's message at index failed in a run without savepoints.
+type handlerFailed struct {
+	index int
+	err   error
+}
+
+func (e *handlerFailed) Error() string { return e.err.Error() }
+func (e *handlerFailed) Unwrap() error { return e.err }
+
+// applyBatch applies batch in one transaction; the message at index isolate (-1: none) runs in a savepoint,
+// where its failure counts as an attempt and may dead-letter it. A handler failing outside a savepoint
+// returns *handlerFailed with nothing committed.
+func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (int, error) {
 	tx, err := w.c.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
@@ -150,7 +182,12 @@ func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 	var stop error
 	for i := range batch {
 		var o outcome
-		if o, stop = w.applyOne(ctx, tx, &batch[i]); stop != nil {
+		if i == isolate {
+			o, stop = w.applyIsolated(ctx, tx, &batch[i])
+		} else if o, stop = w.applyDirect(ctx, tx, &batch[i]); stop != nil && isolate < 0 && !infrastructural(stop) && !lockConflict(stop) {
+			return 0, &handlerFailed{index: i, err: stop}
+		}
+		if stop != nil {
 			break
 		}
 		outcomes[o]++
@@ -280,21 +317,30 @@ func (w *worker) recordInbox(ctx context.Context, tx pgx.Tx, batch []routed) err
 	return nil
 }
 
-// applyOne applies r inside a savepoint of tx. It returns an error only when r must be retried; tx is then
-// left as it was before r.
-func (w *worker) applyOne(ctx context.Context, tx pgx.Tx, r *routed) (outcome, error) {
+// applyDirect applies r in tx without a savepoint: a failure leaves tx unusable, and the caller rolls
+// it back.
+func (w *worker) applyDirect(ctx context.Context, tx pgx.Tx, r *routed) (outcome, error) {
 	if r.poison != nil {
 		return w.deadLetter(w.log.WithContext(ctx), tx, r, r.poison)
 	}
 	if r.skipped != handled {
 		return r.skipped, nil
 	}
-	ev := r.ev
-	logc := w.log.With().Str("topic", r.m.Topic).Str("event_id", ev.ID.String()).Str("event_type", ev.Type).Str("correlation_id", ev.CorrelationID)
-	if trace := events.TraceID(ev.TraceParent); trace != "" {
-		logc = logc.Str("trace_id", trace)
+	if err := call(w.eventLog(r).WithContext(ctx), r.h, tx, r.ev); err != nil {
+		return 0, fmt.Errorf("handle %s %s: %w", r.ev.Type, r.ev.ID, err)
 	}
-	log := logc.Logger()
+	return handled, nil
+}
+
+// applyIsolated applies r inside a savepoint of tx. It returns an error only when r must be retried; tx is
+// then left as it was before r. Failures count as attempts; the last one, or a permanent failure,
+// dead-letters r.
+func (w *worker) applyIsolated(ctx context.Context, tx pgx.Tx, r *routed) (outcome, error) {
+	if r.poison != nil || r.skipped != handled {
+		return w.applyDirect(ctx, tx, r)
+	}
+	ev := r.ev
+	log := w.eventLog(r)
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("savepoint: %w", err)
@@ -323,6 +369,16 @@ func (w *worker) applyOne(ctx context.Context, tx pgx.Tx, r *routed) (outcome, e
 		herr = fmt.Errorf("gave up after %d attempts: %w", w.c.cfg.MaxAttempts, herr)
 	}
 	return w.deadLetter(log.WithContext(ctx), tx, r, herr)
+}
+
+// eventLog is the worker's logger with r's event's identity.
+func (w *worker) eventLog(r *routed) zerolog.Logger {
+	ev := r.ev
+	logc := w.log.With().Str("topic", r.m.Topic).Str("event_id", ev.ID.String()).Str("event_type", ev.Type).Str("correlation_id", ev.CorrelationID)
+	if trace := events.TraceID(ev.TraceParent); trace != "" {
+		logc = logc.Str("trace_id", trace)
+	}
+	return logc.Logger()
 }
 
 // call runs h, turning a panic into a permanent failure: the event is dead-lettered with the panic value
