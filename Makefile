@@ -4,7 +4,7 @@ BIN       ?= bin/choreo
 PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build run test test-deploy test-kafka test-race bench lint fmt up down kafka-fetch clean
+.PHONY: all build run test test-deploy load test-kafka test-race bench lint fmt up down kafka-fetch clean
 
 all: lint test
 
@@ -14,6 +14,12 @@ build:
 ## run: the whole system on embedded Kafka and Postgres (data in ./.data); Ctrl-C stops it
 run: build
 	./$(BIN) run
+
+## load: offer orders to a running `make run` (200/s for 30s over 20 products and a hot one); prints the
+## report, writes load-chart.html. More: make load LOAD_FLAGS='-rate 500 -duration 1m' or LOAD_FLAGS=-find-max
+LOAD_FLAGS ?=
+load: build
+	./$(BIN) load $(LOAD_FLAGS)
 
 ## test: vet, then every test on the embedded broker and a throwaway Postgres cluster, and the deployment checks
 test: test-deploy

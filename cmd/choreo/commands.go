@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -16,6 +17,8 @@ import (
 	"github.com/choreo-dev/choreo/cmd/choreo/system"
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/auth"
+	"github.com/choreo-dev/choreo/internal/console"
 	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
 	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/host"
@@ -23,6 +26,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/ingress"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/ratelimit"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 	"github.com/choreo-dev/choreo/services/inventory"
@@ -39,14 +43,17 @@ func systemConfig(cfg Config) system.Config {
 		ServerURL:  cfg.DatabaseURL,
 		Partitions: cfg.KafkaPartitions,
 		Order:      order.Config{Deadline: cfg.SagaDeadline},
-		Inventory:  inventory.Config{OperatorToken: cfg.OperatorToken},
+		Inventory:  inventory.Config{},
 		Payment:    payment.Config{DefaultLimitCents: cfg.PaymentLimitCents},
 		Shipping:   shipping.Config{Countries: cfg.ShippingCountries},
 		Notification: notification.Config{
 			SMTP:   notification.SMTPConfig{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername, Password: cfg.SMTPPassword},
 			Domain: cfg.NotifyDomain,
 		},
-		OrderView: orderview.Config{},
+		OrderView:     orderview.Config{},
+		Auth:          cfg.authConfig(),
+		RateLimit:     cfg.RateLimit,
+		OperatorToken: cfg.OperatorToken,
 	}
 }
 
@@ -109,13 +116,18 @@ func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
 	}
 	defer sys.Close()
 
+	authNote := "  auth:     bearer tokens required (make one: ./bin/choreo token --sub alice)\n"
+	if !sys.Authenticated() {
+		log.Warn().Msg("AUTHENTICATION IS OFF: anyone who reaches this address reads every order and places orders for any customer; set AUTH_HMAC_SECRET or AUTH_JWKS_URL to enforce it")
+		authNote = "  auth:     OFF, the API is open to anyone who reaches it (set AUTH_HMAC_SECRET to enforce it)\n"
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	ready := make(chan net.Addr, 1)
 	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, sys.Handler(), log, ready) })
 	g.Go(func() error { return sys.Run(gctx) })
 	select {
 	case addr := <-ready:
-		fmt.Fprintf(stdout, "\nchoreo is up: http://%s\n  catalog:  curl -s http://%[1]s/v1/products\n  timeline: http://%[1]s/orders\n  Ctrl-C stops it.\n\n", addr)
+		fmt.Fprintf(stdout, "\nchoreo is up: http://%s\n  console:  http://%[1]s/ui (flow, topics, messages, dead letters, sagas)\n  catalog:  curl -s http://%[1]s/v1/products\n  timeline: http://%[1]s/orders\n%s  Ctrl-C stops it.\n\n", addr, authNote)
 	case <-gctx.Done():
 	}
 	err = g.Wait()
@@ -129,6 +141,12 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	log.Info().Str("service", name).Fields(cfg.logFields()).Msg("starting")
 	if len(cfg.KafkaBrokers) == 0 || cfg.DatabaseURL == "" {
 		return errors.New("KAFKA_BROKERS and DATABASE_URL are required (only `choreo run` embeds them)")
+	}
+	api := servesPublicAPI(name)
+	if api {
+		if err := cfg.requireAuth(name); err != nil {
+			return err
+		}
 	}
 	if err := kafkaadmin.WaitReady(ctx, cfg.KafkaBrokers); err != nil {
 		return fmt.Errorf("wait for Kafka: %w", err)
@@ -155,20 +173,82 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	unit.Routes(mux)
 	httpapi.HealthRoutes(mux, unit.Check, kafkaadmin.Ping(cfg.KafkaBrokers))
 	host.Metrics(mux, unit)
+	// The ingress forwards the caller's token; the service verifies it again, so going around the
+	// ingress gains nothing.
+	authn, err := auth.New(ctx, cfg.authConfig(), log)
+	if err != nil {
+		return err
+	}
+	defer authn.Close()
+	if api && !authn.Enforced() {
+		log.Warn().Msg("AUTH_DISABLED=true: this API answers anyone who reaches it")
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, mux, log, nil) })
+	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, authn.Middleware(mux), log, nil) })
 	g.Go(func() error { return unit.Run(gctx) })
 	return g.Wait()
+}
+
+// servesPublicAPI reports whether `choreo command` serves (part of) the public API, so that it refuses to
+// start without authentication configured or explicitly disabled.
+func servesPublicAPI(command string) bool {
+	return command == "ingress" || slices.Contains(system.APIs(), command)
 }
 
 func runIngress(ctx context.Context, cfg Config) error {
 	log := newLogger(cfg).With().Str("service", "ingress").Logger()
 	log.Info().Fields(cfg.logFields()).Msg("starting")
-	h, err := ingress.New(ingress.Upstreams{Order: cfg.OrderURL, OrderView: cfg.OrderViewURL, Inventory: cfg.InventoryURL}, log)
+	if err := cfg.requireAuth("ingress"); err != nil {
+		return err
+	}
+	authn, err := auth.New(ctx, cfg.authConfig(), log)
 	if err != nil {
 		return err
 	}
-	return httpapi.Serve(ctx, cfg.HTTPAddr, h, log, nil)
+	defer authn.Close()
+	if !authn.Enforced() {
+		log.Warn().Msg("AUTH_DISABLED=true: the API answers anyone who reaches it")
+	}
+	var limiter *ratelimit.Limiter
+	if cfg.RateLimit > 0 {
+		limiter = ratelimit.New(cfg.RateLimit)
+	}
+	guard := func(h http.Handler) http.Handler { return ingress.Guard(h, authn, limiter) }
+	h, err := ingress.New(ingress.Upstreams{Order: cfg.OrderURL, OrderView: cfg.OrderViewURL, Inventory: cfg.InventoryURL}, guard, log)
+	if err != nil {
+		return err
+	}
+	if len(cfg.KafkaBrokers) == 0 {
+		log.Info().Msg("KAFKA_BROKERS is not set: no console under /ui")
+		return httpapi.Serve(ctx, cfg.HTTPAddr, h, log, nil)
+	}
+	// The console reads Kafka itself and the read model through its API; redrive needs the services'
+	// databases, so here it points at `choreo dlq SERVICE redrive`.
+	orders, err := console.OrderViewAPI(cfg.OrderViewURL)
+	if err != nil {
+		return err
+	}
+	cc := console.Config{Brokers: cfg.KafkaBrokers, Orders: orders, OperatorToken: cfg.OperatorToken, Log: log}
+	for _, spec := range system.Specs(systemConfig(cfg)) {
+		cc.Services = append(cc.Services, console.Service{Name: spec.Name, Consumes: spec.Consumes})
+	}
+	con, err := console.New(cc)
+	if err != nil {
+		return err
+	}
+	defer con.Close()
+	// The console answers behind the same guard as the API (h guards its own routes).
+	consoleMux := http.NewServeMux()
+	con.Routes(consoleMux)
+	mux := http.NewServeMux()
+	mux.Handle("/ui", guard(consoleMux))
+	mux.Handle("/ui/", guard(consoleMux))
+	mux.Handle("GET /{$}", consoleMux) // a redirect to /ui
+	mux.Handle("/", h)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, mux, log, nil) })
+	g.Go(func() error { return con.Run(gctx) })
+	return g.Wait()
 }
 
 func createTopics(ctx context.Context, cfg Config, stdout io.Writer) error {

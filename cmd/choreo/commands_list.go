@@ -24,8 +24,9 @@ type command struct {
 	serves bool
 	// needs are the settings it refuses to start without.
 	needs []string
-	// flags registers its own flags beside those of its settings (read when run is called).
-	flags func(fs *flag.FlagSet)
+	// flags, when set, binds the command's own flags (and their environment defaults) beside its settings'
+	// (their values reach run through the closure that made both).
+	flags func(fs *flag.FlagSet, getenv func(string) string)
 	run   func(ctx context.Context, cfg Config, args []string, stdout io.Writer) error
 	// own, set instead of run, takes the arguments and the environment as they are: a command about
 	// other commands, which reads no settings itself.
@@ -73,7 +74,7 @@ func commands() []command {
 			run: func(ctx context.Context, cfg Config, _ []string, _ io.Writer) error { return runIngress(ctx, cfg) }},
 		command{name: "topics", needs: []string{"KAFKA_BROKERS"},
 			doc: "create every topic with its partitions, then exit; -dry-run prints them as JSON instead",
-			flags: func(fs *flag.FlagSet) {
+			flags: func(fs *flag.FlagSet, _ func(string) string) {
 				fs.BoolVar(&dryRun, "dry-run", false, "print the topics as JSON (name, partitions, configs) and create nothing; needs no broker")
 			},
 			run: func(ctx context.Context, cfg Config, _ []string, stdout io.Writer) error {
@@ -89,10 +90,12 @@ func commands() []command {
 			}},
 		command{name: "dlq", args: "SERVICE", doc: "list the service's dead letters; 'dlq SERVICE redrive' hands them back once fixed",
 			run: deadLetters},
+		loadCommand(),
 		command{name: "healthcheck", doc: "exit 0 if this container's /healthz answers (for image health checks)",
 			run: func(ctx context.Context, cfg Config, _ []string, _ io.Writer) error { return healthcheck(ctx, cfg) }},
 		command{name: "config", args: "COMMAND", doc: "check the environment (and flags) as COMMAND would read them; print its settings as JSON",
 			own: checkConfig},
+		tokenCommand(),
 		command{name: "saga", doc: "print the saga's documentation (docs/saga.md)",
 			run: func(_ context.Context, _ Config, _ []string, stdout io.Writer) error { return printSaga(stdout) }},
 	)
@@ -131,7 +134,7 @@ func usage() string {
 }
 
 // flagSet is the flag set of cmd: the flags of the settings it reads (added by loadConfig) and its own.
-func flagSet(cmd command, stderr io.Writer) *flag.FlagSet {
+func flagSet(cmd command, stderr io.Writer, getenv func(string) string) *flag.FlagSet {
 	fs := flag.NewFlagSet("choreo "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -146,7 +149,7 @@ func flagSet(cmd command, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	if cmd.flags != nil {
-		cmd.flags(fs)
+		cmd.flags(fs, getenv)
 	}
 	return fs
 }

@@ -43,14 +43,17 @@ func TestSettingScopesNameCommands(t *testing.T) {
 
 func TestEachCommandReadsItsOwnSettings(t *testing.T) {
 	shared := []string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "KAFKA_PARTITIONS"}
+	// The processes that serve the public API verify bearer tokens.
+	auth := []string{"OPERATOR_TOKEN", "AUTH_HMAC_SECRET", "AUTH_JWKS_URL", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_DISABLED"}
 	cases := map[string][]string{
-		"order":        append(slices.Clone(shared), "SAGA_DEADLINE"),
-		"inventory":    append(slices.Clone(shared), "OPERATOR_TOKEN"),
+		"order":        slices.Concat(shared, auth, []string{"SAGA_DEADLINE"}),
+		"inventory":    slices.Concat(shared, auth),
 		"payment":      append(slices.Clone(shared), "PAYMENT_LIMIT_CENTS"),
 		"shipping":     append(slices.Clone(shared), "SHIPPING_COUNTRIES"),
 		"notification": append(slices.Clone(shared), "SMTP_ADDR", "SMTP_FROM", "SMTP_USERNAME", "SMTP_PASSWORD", "NOTIFY_DOMAIN"),
-		"orderview":    shared,
-		"ingress":      {"HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "ORDER_URL", "ORDERVIEW_URL", "INVENTORY_URL"},
+		"orderview":    slices.Concat(shared, auth),
+		"ingress":      slices.Concat([]string{"KAFKA_BROKERS", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "ORDER_URL", "ORDERVIEW_URL", "INVENTORY_URL", "RATE_LIMIT_PER_CLIENT"}, auth),
+		"token":        {"AUTH_HMAC_SECRET", "AUTH_ISSUER", "AUTH_AUDIENCE"},
 		"topics":       {"KAFKA_BROKERS", "KAFKA_PARTITIONS"},
 		"replay":       {"KAFKA_BROKERS", "DATABASE_URL", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR"},
 		"healthcheck":  {"HTTP_ADDR"},
@@ -92,6 +95,12 @@ func TestConfigCommand(t *testing.T) {
 	}
 	good := map[string]string{
 		"KAFKA_BROKERS": "kafka:9092", "DATABASE_URL": "postgres://choreo:hunter2@db:5432/order", "SAGA_DEADLINE": "2m",
+		"AUTH_HMAC_SECRET": "a-secret-of-at-least-32-characters-long",
+	}
+	open := maps.Clone(good)
+	delete(open, "AUTH_HMAC_SECRET")
+	if _, err := check(open, "order"); err == nil || !strings.Contains(err.Error(), "AUTH_HMAC_SECRET") {
+		t.Errorf("config order without any auth setting: %v; want the refusal the command would give at start", err)
 	}
 	out, err := check(good, "order", "-http-addr", "0.0.0.0:9000")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/choreo-dev/choreo/internal/auth"
 	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
@@ -39,6 +41,12 @@ type Config struct {
 	OrderURL          string
 	OrderViewURL      string
 	InventoryURL      string
+	AuthHMACSecret    string
+	AuthJWKSURL       string
+	AuthIssuer        string
+	AuthAudience      string
+	AuthDisabled      bool
+	RateLimit         float64
 
 	effective map[string]string // the final text of every setting, for the start-up log
 }
@@ -76,7 +84,7 @@ func list(dst func(*Config) *[]string) func(*Config, string) error {
 // publishes it, and the deployment checks (deploy/) judge manifests against it.
 func settings() []setting {
 	var (
-		brokers  = []string{"run", anyService, "topics", "replay", "dlq"}
+		brokers  = []string{"run", anyService, "topics", "replay", "dlq", "load", "ingress"}
 		database = []string{"run", anyService, "replay", "dlq"}
 		listen   = []string{"run", anyService, "ingress", "healthcheck"}
 		logs     = []string{"run", anyService, "ingress", "replay", "dlq"}
@@ -85,11 +93,15 @@ func settings() []setting {
 		runOnly  = []string{"run"}
 		// A service's own settings: its command, and `choreo run`, which hosts every service.
 		order        = []string{"run", "order"}
-		inventory    = []string{"run", "inventory"}
 		payment      = []string{"run", "payment"}
 		shipping     = []string{"run", "shipping"}
 		notification = []string{"run", "notification"}
 		ingress      = []string{"ingress"}
+		// Authentication: every process that serves the public API, and `choreo token`, which signs.
+		verify    = []string{"run", "ingress", "order", "orderview", "inventory"}
+		operator  = []string{"run", "ingress", "order", "orderview", "inventory", "load"}
+		authz     = []string{"run", "ingress", "order", "orderview", "inventory", "token"}
+		frontDoor = []string{"run", "ingress"}
 	)
 	return []setting{
 		{"KAFKA_BROKERS", "", "comma-separated Kafka bootstrap brokers; empty under 'choreo run': embedded broker on 127.0.0.1:9092", false, brokers, list(func(c *Config) *[]string { return &c.KafkaBrokers })},
@@ -108,10 +120,21 @@ func settings() []setting {
 		{"SMTP_USERNAME", "", "SMTP user", false, notification, str(func(c *Config) *string { return &c.SMTPUsername })},
 		{"SMTP_PASSWORD", "", "SMTP password", true, notification, str(func(c *Config) *string { return &c.SMTPPassword })},
 		{"NOTIFY_DOMAIN", "customers.invalid", "mail domain for customer ids that are not addresses", false, notification, str(func(c *Config) *string { return &c.NotifyDomain })},
-		{"OPERATOR_TOKEN", "", "when set, PUT /v1/products needs Authorization: Bearer <token>", true, inventory, str(func(c *Config) *string { return &c.OperatorToken })},
+		{"OPERATOR_TOKEN", "", "a static bearer token that acts as an operator (catalog changes, every order); with no AUTH_* key source it still guards PUT /v1/products and the console's redrive; choreo load seeds its products with it", true, operator, str(func(c *Config) *string { return &c.OperatorToken })},
 		{"ORDER_URL", "http://127.0.0.1:8081", "base URL of the order service", false, ingress, str(func(c *Config) *string { return &c.OrderURL })},
 		{"ORDERVIEW_URL", "http://127.0.0.1:8086", "base URL of the order read model", false, ingress, str(func(c *Config) *string { return &c.OrderViewURL })},
 		{"INVENTORY_URL", "http://127.0.0.1:8082", "base URL of the inventory service", false, ingress, str(func(c *Config) *string { return &c.InventoryURL })},
+		{"AUTH_HMAC_SECRET", "", "verify HS256 bearer JWTs with this secret (at least 32 characters)", true, authz, str(func(c *Config) *string { return &c.AuthHMACSecret })},
+		{"AUTH_JWKS_URL", "", "verify RS256/ES256 bearer JWTs with the keys of this JWK Set (cached, refreshed hourly and on an unknown key id)", false, verify, str(func(c *Config) *string { return &c.AuthJWKSURL })},
+		{"AUTH_ISSUER", "", "when set, a token's iss must equal it", false, authz, str(func(c *Config) *string { return &c.AuthIssuer })},
+		{"AUTH_AUDIENCE", "", "when set, a token's aud must contain it", false, authz, str(func(c *Config) *string { return &c.AuthAudience })},
+		{"AUTH_DISABLED", "false", "true: serve the API without authentication (ingress and API services refuse to start with neither this nor a key source)", false, verify, func(c *Config, v string) (err error) { c.AuthDisabled, err = strconv.ParseBool(v); return }},
+		{"RATE_LIMIT_PER_CLIENT", "", "orders a second each client may place (per token subject, else per address); empty: no limit", false, frontDoor, func(c *Config, v string) (err error) {
+			if v != "" {
+				c.RateLimit, err = strconv.ParseFloat(v, 64)
+			}
+			return
+		}},
 	}
 }
 
@@ -187,6 +210,15 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("DATABASE_URL must be a postgres:// URL"))
 		}
 	}
+	if err := c.authConfig().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("AUTH_*: %w", err))
+	}
+	if c.AuthDisabled && c.authConfig().Enforced() {
+		errs = append(errs, errors.New("AUTH_DISABLED=true contradicts AUTH_HMAC_SECRET/AUTH_JWKS_URL; set one or the other"))
+	}
+	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
+		errs = append(errs, errors.New("RATE_LIMIT_PER_CLIENT must be a positive number of orders a second"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -202,7 +234,7 @@ func checkConfig(args []string, getenv func(string) string, stdout, stderr io.Wr
 	if !ok || cmd.own != nil {
 		return fmt.Errorf("config: %q is no command that reads settings; run 'choreo help'", args[0])
 	}
-	cfg, err := loadConfig(flagSet(cmd, stderr), cmd, args[1:], getenv)
+	cfg, err := loadConfig(flagSet(cmd, stderr, getenv), cmd, args[1:], getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
@@ -213,6 +245,11 @@ func checkConfig(args []string, getenv func(string) string, stdout, stderr io.Wr
 	for _, s := range settings() {
 		if !cmd.reads(s) && getenv(s.env) != "" {
 			errs = append(errs, fmt.Errorf("%s is set, but 'choreo %s' does not read it", s.env, cmd.name))
+		}
+	}
+	if err == nil && servesPublicAPI(cmd.name) {
+		if aerr := cfg.requireAuth(cmd.name); aerr != nil {
+			errs = append(errs, aerr)
 		}
 	}
 	for _, need := range cmd.needs {
@@ -231,6 +268,21 @@ func checkConfig(args []string, getenv func(string) string, stdout, stderr io.Wr
 }
 
 // logFields returns the effective settings of the command for the start-up log line, secrets masked.
+
+// authConfig maps the AUTH_* settings and OPERATOR_TOKEN onto internal/auth.
+func (c Config) authConfig() auth.Config {
+	return auth.Config{HMACSecret: c.AuthHMACSecret, JWKSURL: c.AuthJWKSURL, Issuer: c.AuthIssuer, Audience: c.AuthAudience, OperatorToken: c.OperatorToken}
+}
+
+// requireAuth is the check of the production commands that serve the public API: authentication is
+// configured, or explicitly switched off.
+func (c Config) requireAuth(command string) error {
+	if c.authConfig().Enforced() || c.AuthDisabled {
+		return nil
+	}
+	return fmt.Errorf("`choreo %s` serves the public API: set AUTH_HMAC_SECRET or AUTH_JWKS_URL, or AUTH_DISABLED=true to run it open on purpose", command)
+}
+
 func (c Config) logFields() map[string]any {
 	fields := map[string]any{}
 	for _, s := range settings() {

@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd.own != nil {
 		return cmd.own(args[1:], getenv, stdout, stderr)
 	}
-	fs := flagSet(cmd, stderr)
+	fs := flagSet(cmd, stderr, getenv)
 	cfg, err := loadConfig(fs, cmd, args[1:], getenv)
 	if err != nil {
 		return err

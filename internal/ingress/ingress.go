@@ -1,6 +1,8 @@
-// Package ingress is the thin HTTP front door when services run as separate processes: it routes each API
-// path to the service that owns it and adds nothing else. In the all-in-one mode the services' handlers
-// share one listener and no proxy is needed.
+// Package ingress is the thin HTTP front door when services run as separate processes: it authenticates
+// callers, limits how fast each places orders (Guard) and routes each API path to the service that owns
+// it. The caller's Authorization header goes upstream unchanged, and each service verifies it again, so a
+// service reached around the ingress enforces the same rules. In the all-in-one mode the services'
+// handlers share one listener behind the same Guard and no proxy is needed.
 package ingress
 
 import (
@@ -23,8 +25,9 @@ type Upstreams struct {
 	Inventory string // /v1/products...
 }
 
-// New returns the ingress handler.
-func New(up Upstreams, log zerolog.Logger) (http.Handler, error) {
+// New returns the ingress handler: guard (typically Guard with the process's authenticator) wraps the
+// routes; nil leaves them unguarded.
+func New(up Upstreams, guard func(http.Handler) http.Handler, log zerolog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
 	routes := []struct {
 		patterns []string
@@ -51,7 +54,10 @@ func New(up Upstreams, log zerolog.Logger) (http.Handler, error) {
 		checks = append(checks, upstreamCheck(target))
 	}
 	httpapi.HealthRoutes(mux, checks...)
-	return mux, nil
+	if guard == nil {
+		return mux, nil
+	}
+	return guard(mux), nil
 }
 
 // upstreamCheck reports whether the upstream's /healthz answers 200.

@@ -22,7 +22,7 @@ func upstream(t *testing.T, name string) string {
 }
 
 func TestRoutesEachPathToItsOwner(t *testing.T) {
-	h, err := New(Upstreams{Order: upstream(t, "order"), OrderView: upstream(t, "orderview"), Inventory: upstream(t, "inventory")}, zerolog.Nop())
+	h, err := New(Upstreams{Order: upstream(t, "order"), OrderView: upstream(t, "orderview"), Inventory: upstream(t, "inventory")}, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestUnavailableUpstreamIsA502Problem(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadURL := dead.URL
 	dead.Close()
-	h, err := New(Upstreams{Order: deadURL, OrderView: upstream(t, "orderview"), Inventory: upstream(t, "inventory")}, zerolog.Nop())
+	h, err := New(Upstreams{Order: deadURL, OrderView: upstream(t, "orderview"), Inventory: upstream(t, "inventory")}, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestUnavailableUpstreamIsA502Problem(t *testing.T) {
 }
 
 func TestRejectsRelativeUpstream(t *testing.T) {
-	if _, err := New(Upstreams{Order: "order:8080", OrderView: "http://x", Inventory: "http://y"}, zerolog.Nop()); err == nil {
+	if _, err := New(Upstreams{Order: "order:8080", OrderView: "http://x", Inventory: "http://y"}, nil, zerolog.Nop()); err == nil {
 		t.Fatal("an upstream without scheme was accepted")
 	}
 }

@@ -1,6 +1,7 @@
 package orderview
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/choreo-dev/choreo/internal/auth"
 	"github.com/choreo-dev/choreo/internal/httpapi"
 )
 
@@ -18,7 +20,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusNotFound, "no order has this id"))
 		return
 	}
-	o, err := s.Get(r.Context(), id)
+	o, err := s.visible(r.Context(), id)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusNotFound, "no order has this id (a new order shows up once its order.placed is projected)"))
@@ -36,13 +38,34 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, r, httpapi.Invalid(errs))
 		return
 	}
-	p, err := s.List(r.Context(), f)
+	p, err := s.listVisible(r.Context(), f)
 	if err != nil {
 		s.log.Error().Err(err).Msg("list orders failed")
 		httpapi.WriteError(w, r, err)
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, p)
+}
+
+// visible is Get for the caller: another customer's order is ErrNotFound, so its existence is not told.
+func (s *Service) visible(ctx context.Context, id uuid.UUID) (Order, error) {
+	o, err := s.Get(ctx, id)
+	if customer, all := auth.Customer(ctx); err == nil && !all && o.CustomerID != customer {
+		return Order{}, ErrNotFound
+	}
+	return o, err
+}
+
+// listVisible is List for the caller: a customer sees only their own orders (asking for another
+// customer's gives an empty page).
+func (s *Service) listVisible(ctx context.Context, f Filter) (Page, error) {
+	if customer, all := auth.Customer(ctx); !all {
+		if f.CustomerID != "" && f.CustomerID != customer {
+			return Page{Orders: []Order{}}, nil
+		}
+		f.CustomerID = customer
+	}
+	return s.List(ctx, f)
 }
 
 // parseFilter reads status, customer_id, limit and cursor, listing every invalid one.

@@ -81,7 +81,7 @@ func (s *Service) handlePage(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, http.StatusNotFound, "There is no order with this id.")
 		return
 	}
-	o, err := s.Get(r.Context(), id)
+	o, err := s.visible(r.Context(), id)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.renderError(w, http.StatusNotFound, "There is no order with this id yet. A new order appears once its order.placed event has been projected.")
@@ -111,7 +111,7 @@ func (s *Service) handleListPage(w http.ResponseWriter, r *http.Request) {
 	if f.Limit == 0 {
 		f.Limit = 50
 	}
-	p, err := s.List(r.Context(), f)
+	p, err := s.listVisible(r.Context(), f)
 	if err != nil {
 		s.log.Error().Err(err).Msg("render order list failed")
 		s.renderError(w, http.StatusInternalServerError, "The orders could not be read; the error has been logged.")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/choreo-dev/choreo/internal/auth"
 	"github.com/choreo-dev/choreo/internal/testing/servicetest"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/services/inventory"
@@ -14,10 +15,14 @@ import (
 
 func catalogServer(t *testing.T, token string) string {
 	t.Helper()
-	svc := inventory.New(inventory.Config{OperatorToken: token}, servicetest.New(t, inventory.Spec(inventory.Config{})).Pool, "unused", testenv.Logger(t))
+	svc := inventory.New(inventory.Config{}, servicetest.New(t, inventory.Spec(inventory.Config{})).Pool, "unused", testenv.Logger(t))
 	mux := http.NewServeMux()
 	svc.Routes(mux)
-	srv := httptest.NewServer(mux)
+	authn, err := auth.New(t.Context(), auth.Config{OperatorToken: token}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(authn.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -90,5 +95,28 @@ func TestCatalogChangesNeedTheOperatorToken(t *testing.T) {
 	}
 	if code, _ := put(t, url, "A", body, "Bearer s3cret"); code != http.StatusOK {
 		t.Errorf("with the token: %d, want 200", code)
+	}
+}
+
+// TestCatalogChangesNeedTheOperatorRole: a verified customer who is no operator may not change the
+// catalog even where no middleware stopped them.
+func TestCatalogChangesNeedTheOperatorRole(t *testing.T) {
+	t.Parallel()
+	svc := inventory.New(inventory.Config{}, servicetest.New(t, inventory.Spec(inventory.Config{})).Pool, "unused", testenv.Logger(t))
+	mux := http.NewServeMux()
+	svc.Routes(mux)
+	as := func(p auth.Principal) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mux.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	body := `{"name":"x","price_cents":1,"stock":1}`
+	if code, _ := put(t, as(auth.Principal{Subject: "alice"}), "A", body, ""); code != http.StatusForbidden {
+		t.Errorf("customer: %d, want 403", code)
+	}
+	if code, _ := put(t, as(auth.Principal{Subject: "olga", Roles: []string{auth.RoleOperator}}), "A", body, ""); code != http.StatusOK {
+		t.Errorf("operator: %d, want 200", code)
 	}
 }

@@ -20,11 +20,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// Config configures the inventory service.
-type Config struct {
-	// OperatorToken, when set, is required as "Authorization: Bearer <token>" on catalog changes.
-	OperatorToken string
-}
+// Config configures the inventory service. Who may change the catalog is internal/auth's to decide (the
+// operator role, or OPERATOR_TOKEN).
+type Config struct{}
 
 // Spec describes the inventory service to the host.
 func Spec(cfg Config) host.Spec {

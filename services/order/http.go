@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/choreo-dev/choreo/internal/auth"
 	"github.com/choreo-dev/choreo/internal/httpapi"
 )
 
@@ -12,6 +13,16 @@ func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 	if p := httpapi.DecodeJSON(w, r, &req); p != nil {
 		httpapi.WriteProblem(w, r, p)
 		return
+	}
+	// The token's subject is the customer: an empty customer_id is theirs, another one only an operator's.
+	if p, ok := auth.FromContext(r.Context()); ok {
+		switch {
+		case req.CustomerID == "":
+			req.CustomerID = p.Subject
+		case req.CustomerID != p.Subject && !p.Operator():
+			httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusForbidden, "customer_id must be the token's subject (or be left out)"))
+			return
+		}
 	}
 	if errs := req.Validate(); len(errs) > 0 {
 		httpapi.WriteProblem(w, r, httpapi.Invalid(errs))

@@ -102,12 +102,19 @@ func startUntil(t testing.TB, ctx context.Context, cfg system.Config) *harness {
 
 func (h *harness) do(method, path string, body any, header map[string]string) (int, []byte) {
 	h.t.Helper()
+	code, b, _ := h.doAt(h.url, method, path, body, header)
+	return code, b
+}
+
+// doAt is do against another base URL (an ingress in front of the system), returning the headers too.
+func (h *harness) doAt(base, method, path string, body any, header map[string]string) (int, []byte, http.Header) {
+	h.t.Helper()
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, h.url+path, r)
+	req, err := http.NewRequest(method, base+path, r)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -123,7 +130,7 @@ func (h *harness) do(method, path string, body any, header map[string]string) (i
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return resp.StatusCode, b, resp.Header
 }
 
 func (h *harness) putProduct(sku string, price int64, stock int) {

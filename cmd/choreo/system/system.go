@@ -14,10 +14,14 @@ import (
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/auth"
+	"github.com/choreo-dev/choreo/internal/console"
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/internal/httpapi"
+	"github.com/choreo-dev/choreo/internal/ingress"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/ratelimit"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 	"github.com/choreo-dev/choreo/services/inventory"
@@ -41,6 +45,10 @@ type Config struct {
 	Seed         []inventory.Product // added to the catalog if missing
 	Host         host.Options        // Host.Namespace also prefixes the database names
 	Disabled     []string            // units not to run here (run elsewhere, or withheld by a test)
+	Auth         auth.Config         // who may call the API; the zero value leaves it open
+	RateLimit    float64             // orders a second per client on POST /v1/orders; 0: no limit
+	// OperatorToken guards the console's operator actions (redrive); the same token as Inventory's.
+	OperatorToken string
 }
 
 // Specs returns the hosted units of the system: the five saga services and the read model.
@@ -54,6 +62,10 @@ func Specs(cfg Config) []host.Spec {
 		orderview.Spec(cfg.OrderView),
 	}
 }
+
+// APIs are the units that serve part of the public HTTP API (the ingress routes to them), so run alone
+// they verify their callers too.
+func APIs() []string { return []string{sagas.Order, sagas.Inventory, orderview.Name} }
 
 // Topics returns every topic the system uses: each service's events topic (kept forever, so read models
 // can be rebuilt by replaying) and its dead-letter topic.
@@ -71,9 +83,12 @@ func Topics(namespace string, partitions int) []kafkaadmin.Topic {
 
 // System is the running assembly.
 type System struct {
-	units []*host.Unit
-	mux   *http.ServeMux
-	log   zerolog.Logger
+	units   []*host.Unit
+	mux     *http.ServeMux
+	handler http.Handler
+	auth    *auth.Authenticator
+	console *console.Console
+	log     zerolog.Logger
 }
 
 // Open creates the topics and the databases, migrates and builds every unit, and seeds the catalog.
@@ -88,7 +103,16 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &System{mux: http.NewServeMux(), log: log}
+	authn, err := auth.New(ctx, cfg.Auth, log)
+	if err != nil {
+		return nil, fmt.Errorf("authentication: %w", err)
+	}
+	s := &System{mux: http.NewServeMux(), auth: authn, log: log}
+	var limiter *ratelimit.Limiter
+	if cfg.RateLimit > 0 {
+		limiter = ratelimit.New(cfg.RateLimit)
+	}
+	s.handler = ingress.Guard(s.mux, authn, limiter)
 	for _, spec := range Specs(cfg) {
 		if slices.Contains(cfg.Disabled, spec.Name) {
 			continue
@@ -118,11 +142,55 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 	}
 	httpapi.HealthRoutes(s.mux, checks...)
 	host.Metrics(s.mux, s.units...)
+	if s.console, err = console.New(s.consoleConfig(cfg)); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.console.Routes(s.mux)
 	return s, nil
 }
 
-// Handler serves every service's HTTP API plus /healthz, /readyz and /metrics.
-func (s *System) Handler() http.Handler { return s.mux }
+// Handler serves every service's HTTP API plus /healthz, /readyz, /metrics and the console (/ui),
+// behind ingress.Guard.
+func (s *System) Handler() http.Handler { return s.handler }
+
+// Authenticated reports whether callers must present a valid token (Config.Auth set a key source).
+func (s *System) Authenticated() bool { return s.auth.Enforced() }
+
+// consoleConfig points the console (/ui) at the system's topics, its read model and its databases.
+func (s *System) consoleConfig(cfg Config) console.Config {
+	cc := console.Config{Brokers: cfg.Brokers, Namespace: cfg.Host.Namespace, OperatorToken: cfg.OperatorToken, Log: s.log}
+	for _, spec := range Specs(cfg) {
+		cc.Services = append(cc.Services, console.Service{Name: spec.Name, Consumes: spec.Consumes})
+	}
+	if u := s.Unit(orderview.Spec(cfg.OrderView).Name); u != nil {
+		if view, ok := u.Service().(*orderview.Service); ok {
+			cc.Orders = view.List
+		}
+	}
+	cc.Redrive = func(ctx context.Context, service string) (int, error) {
+		u := s.Unit(service)
+		if u == nil {
+			return 0, fmt.Errorf("redrive %s: it does not run in this process", service)
+		}
+		r := consumer.Redriver{Brokers: cfg.Brokers, Group: cfg.Host.Namespace + service, Pool: u.Pool()}
+		total := 0
+		for _, spec := range Specs(cfg) {
+			if spec.Name != service {
+				continue
+			}
+			for _, t := range spec.Consumes {
+				n, err := r.Redrive(ctx, cfg.Host.Namespace+t+consumer.DLQSuffix, nil)
+				total += n
+				if err != nil {
+					return total, err
+				}
+			}
+		}
+		return total, nil
+	}
+	return cc
+}
 
 // Unit returns the hosted unit called name, or nil.
 func (s *System) Unit(name string) *host.Unit {
@@ -134,9 +202,10 @@ func (s *System) Unit(name string) *host.Unit {
 	return nil
 }
 
-// Run runs every unit until ctx ends or one fails.
+// Run runs every unit and the console until ctx ends or one fails.
 func (s *System) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.console.Run(ctx) })
 	for _, u := range s.units {
 		g.Go(func() error { return u.Run(ctx) })
 	}
@@ -145,7 +214,11 @@ func (s *System) Run(ctx context.Context) error {
 
 // Close releases every unit; call it after Run returned.
 func (s *System) Close() {
+	if s.console != nil {
+		s.console.Close()
+	}
 	for _, u := range s.units {
 		u.Close()
 	}
+	s.auth.Close()
 }
