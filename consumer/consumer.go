@@ -115,7 +115,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 		ReadBackoffMin:        50 * time.Millisecond,
 		ReadBackoffMax:        time.Second,
 		WatchPartitionChanges: true,
-		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { c.log.Warn().Msgf(msg, args...) }),
+		// Range assignment gives a member the same partition numbers of every topic (they have equal
+		// partition counts and are keyed by order id), so one worker sees all events of an order.
+		GroupBalancers: []kafka.GroupBalancer{kafka.RangeGroupBalancer{}},
+		ErrorLogger:    kafka.LoggerFunc(func(msg string, args ...any) { c.log.Warn().Msgf(msg, args...) }),
 	})
 	defer reader.Close()
 
@@ -128,7 +131,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); c.cleanInbox(ctx) }()
 
-	workers := map[partitionKey]chan kafka.Message{}
+	workers := map[int]chan kafka.Message{} // by partition number, across topics
 	defer func() {
 		for _, ch := range workers {
 			close(ch)
@@ -154,12 +157,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
-		k := partitionKey{m.Topic, m.Partition}
-		ch, ok := workers[k]
+		ch, ok := workers[m.Partition]
 		if !ok {
 			ch = make(chan kafka.Message, 2*c.cfg.BatchSize)
-			workers[k] = ch
-			w := &worker{c: c, reader: reader, in: ch, log: c.log.With().Str("topic", m.Topic).Int("partition", m.Partition).Logger()}
+			workers[m.Partition] = ch
+			w := &worker{c: c, reader: reader, in: ch, log: c.log.With().Int("partition", m.Partition).Logger()}
 			wg.Add(1)
 			go func() { defer wg.Done(); w.run(workCtx) }()
 		}
@@ -169,11 +171,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-}
-
-type partitionKey struct {
-	topic     string
-	partition int
 }
 
 // cleanInbox deletes handled event ids older than the retention, hourly.

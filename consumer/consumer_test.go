@@ -263,8 +263,9 @@ func TestTransientFailuresRetryThenGiveUp(t *testing.T) {
 	if flakyCalls.Load() != 3 || brokenCalls.Load() != 3 {
 		t.Fatalf("flaky called %d times (want 3), broken %d (want 3)", flakyCalls.Load(), brokenCalls.Load())
 	}
-	if s := c.Stats(); s.Retries < 4 {
-		t.Fatalf("stats %+v, want at least 4 retries", s)
+	// The second attempt follows the first at once, alone in a savepoint; only later ones wait a backoff.
+	if s := c.Stats(); s.Retries < 2 {
+		t.Fatalf("stats %+v, want at least 2 retries after a backoff", s)
 	}
 }
 

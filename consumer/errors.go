@@ -50,3 +50,10 @@ func infrastructural(err error) bool {
 	}
 	return false
 }
+
+// lockConflict reports whether err is a deadlock or a serialization failure: the transaction lost a race
+// and succeeds when run again; the event itself is fine.
+func lockConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001" || pgErr.Code == "23505" && pgErr.TableName == "inbox")
+}

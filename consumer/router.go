@@ -34,7 +34,11 @@ type Router struct {
 	reg    *events.Registry
 	routes map[string]Handler
 	def    Handler
+	before BatchHook
 }
+
+// BatchHook runs once per batch transaction, before its handlers, with the events they will receive.
+type BatchHook func(ctx context.Context, tx pgx.Tx, evs []Event) error
 
 // NewRouter returns a router that decodes payloads with reg.
 func NewRouter(reg *events.Registry) *Router {
@@ -60,6 +64,12 @@ func (r *Router) OnEach(h Handler, prototypes ...events.Payload) {
 		r.add(p.EventType(), h)
 	}
 }
+
+// BeforeBatch sets a hook that runs at the start of every batch transaction with the batch's events. A
+// service whose handlers change rows shared across orders takes their locks there, every one the batch
+// needs, in one global order (sorted keys): two batches then never wait on each other in a cycle. The rows
+// of one order need no such care: all its events reach one worker (see worker).
+func (r *Router) BeforeBatch(h BatchHook) { r.before = h }
 
 // Default routes every event without a route of its own to h, whose payload is nil when the registry does
 // not know the type (a projection records every event of a saga, known or not).

@@ -30,17 +30,28 @@ type committer interface {
 	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
-// worker applies one partition's messages in order.
+// worker applies, in order, the messages of one partition number of every topic the consumer reads. Topics
+// are keyed by order id with equal partition counts and the group's assignment is co-partitioned, so all
+// events about one order reach one worker: the rows of an order are only ever changed by one transaction at
+// a time, and only rows shared across orders (a product's stock) need a lock order (Router.BeforeBatch).
 type worker struct {
 	c        *Consumer
 	reader   committer
 	in       <-chan kafka.Message
 	log      zerolog.Logger
-	attempts map[int64]int // failed handler attempts by offset, for the message at the head of the batch
+	attempts map[msgKey]int // failed handler attempts, for messages at the head of the batch
 }
 
+// msgKey identifies a message among the topics one worker reads.
+type msgKey struct {
+	topic  string
+	offset int64
+}
+
+func keyOf(m kafka.Message) msgKey { return msgKey{m.Topic, m.Offset} }
+
 func (w *worker) run(ctx context.Context) {
-	w.attempts = map[int64]int{}
+	w.attempts = map[msgKey]int{}
 	batch := make([]kafka.Message, 0, w.c.cfg.BatchSize)
 	for {
 		m, ok := <-w.in
@@ -67,19 +78,34 @@ func (w *worker) run(ctx context.Context) {
 }
 
 // process applies msgs, retrying until all are applied and their offsets committed; false once ctx ends.
+// A lock conflict (deadlock, serialization failure) is retried at once and does not count as an attempt of
+// the event: it says nothing about the event, only about timing.
 func (w *worker) process(ctx context.Context, msgs []kafka.Message) bool {
+	conflicts := 0
 	for attempt := 0; len(msgs) > 0; {
 		n, err := w.apply(ctx, msgs)
 		if n > 0 {
-			w.commitOffset(ctx, msgs[n-1])
+			w.commitOffsets(ctx, msgs[:n])
 			msgs = msgs[n:]
-			attempt = 0
+			attempt, conflicts = 0, 0
 		}
 		if err == nil {
 			continue
 		}
 		if ctx.Err() != nil {
 			return false
+		}
+		if lockConflict(err) {
+			w.c.stats.conflicts.Add(1)
+			if conflicts == 0 { // once per batch, not per attempt
+				w.log.Warn().Err(err).Int64("offset", msgs[0].Offset).Msg("lock conflict; retrying the batch at once")
+			}
+			conflicts++
+			// Immediate retries; should two batches keep colliding, spread them apart a little.
+			if conflicts > 3 && !retry.Sleep(ctx, retry.Backoff(conflicts-3, w.c.cfg.BackoffMin/10, w.c.cfg.BackoffMin)) {
+				return false
+			}
+			continue
 		}
 		w.c.stats.retries.Add(1)
 		d := retry.Backoff(attempt, w.c.cfg.BackoffMin, w.c.cfg.BackoffMax)
@@ -92,20 +118,76 @@ func (w *worker) process(ctx context.Context, msgs []kafka.Message) bool {
 	return true
 }
 
+// routed is a message with its handler and decoded event, or the reason it cannot be applied.
+type routed struct {
+	m       kafka.Message
+	h       Handler
+	ev      Event
+	id      uuid.UUID // the event id, or one derived from the message's place when it has no envelope
+	poison  error     // cannot be decoded: dead-lettered
+	skipped outcome   // duplicate or ignored, decided before the transaction's handlers run; else handled
+}
+
 // apply runs msgs in one transaction and returns how many were durably applied (committed) before a
 // failure that needs a retry. Messages are applied, skipped as duplicates or ignored, or dead-lettered.
+// The inbox is read once and written once per batch, after the router's BeforeBatch hook took the locks
+// the batch needs on rows shared across orders. Handlers run without savepoints, since they rarely fail:
+// when one does, the transaction is rolled back and run again with that message alone in a savepoint, so
+// that the messages before it still commit and its failure leaves nothing behind.
 func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
+	batch := w.route(msgs)
+	if w.attempts[keyOf(msgs[0])] > 0 { // the head is being retried: on its own until it passes
+		return w.applyBatch(ctx, batch[:1], 0)
+	}
+	n, err := w.applyBatch(ctx, batch, -1)
+	var failed *handlerFailed
+	if errors.As(err, &failed) {
+		r := batch[failed.index]
+		if !IsPermanent(failed.err) {
+			w.attempts[keyOf(r.m)]++
+			log := w.eventLog(&r)
+			log.Warn().Err(failed.err).Int("attempt", w.attempts[keyOf(r.m)]).Msg("handler failed")
+		}
+		return w.applyBatch(ctx, batch[:failed.index+1], failed.index)
+	}
+	return n, err
+}
+
+// handlerFailed says the handler of the batch's message at index failed in a run without savepoints.
+type handlerFailed struct {
+	index int
+	err   error
+}
+
+func (e *handlerFailed) Error() string { return e.err.Error() }
+func (e *handlerFailed) Unwrap() error { return e.err }
+
+// applyBatch applies batch in one transaction; the message at index isolate (-1: none) runs in a savepoint,
+// where its failure counts as an attempt and may dead-letter it. A handler failing outside a savepoint
+// returns *handlerFailed with nothing committed.
+func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (int, error) {
 	tx, err := w.c.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := w.markDuplicates(ctx, tx, batch); err != nil {
+		return 0, err
+	}
+	if err := w.beforeBatch(ctx, tx, batch); err != nil {
+		return 0, err
+	}
 	var outcomes [deadLettered + 1]uint64
 	applied := 0
 	var stop error
-	for _, m := range msgs {
+	for i := range batch {
 		var o outcome
-		if o, stop = w.applyOne(ctx, tx, m); stop != nil {
+		if i == isolate {
+			o, stop = w.applyIsolated(ctx, tx, &batch[i])
+		} else if o, stop = w.applyDirect(ctx, tx, &batch[i]); stop != nil && isolate < 0 && !infrastructural(stop) && !lockConflict(stop) {
+			return 0, &handlerFailed{index: i, err: stop}
+		}
+		if stop != nil {
 			break
 		}
 		outcomes[o]++
@@ -114,11 +196,14 @@ func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 	if applied == 0 {
 		return 0, stop
 	}
+	if err := w.recordInbox(ctx, tx, batch[:applied]); err != nil {
+		return 0, err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("commit %d events: %w", applied, err)
 	}
-	for _, m := range msgs[:applied] {
-		delete(w.attempts, m.Offset)
+	for _, r := range batch[:applied] {
+		delete(w.attempts, keyOf(r.m))
 	}
 	// Counted only now that they are durable, so the counters never run ahead of the database.
 	w.c.stats.applied.Add(uint64(applied))
@@ -129,35 +214,138 @@ func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 	return applied, stop
 }
 
-// applyOne applies m inside a savepoint of tx. It returns an error only when m must be retried; tx is then
-// left as it was before m.
-func (w *worker) applyOne(ctx context.Context, tx pgx.Tx, m kafka.Message) (outcome, error) {
-	h, ev, err := w.c.router.route(m)
+// route decodes msgs and finds their handlers.
+func (w *worker) route(msgs []kafka.Message) []routed {
+	batch := make([]routed, len(msgs))
+	for i, m := range msgs {
+		r := routed{m: m}
+		r.h, r.ev, r.poison = w.c.router.route(m)
+		r.id = r.ev.ID
+		if r.id == uuid.Nil { // not even an envelope: identify the message by where it was
+			r.id = uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "kafka://%s/%d/%d", m.Topic, m.Partition, m.Offset))
+		}
+		if r.poison == nil && r.h == nil {
+			r.skipped = ignored
+		}
+		batch[i] = r
+	}
+	return batch
+}
+
+// markDuplicates marks the messages whose event id the inbox already holds, or that repeat an earlier
+// message of the batch (a relay that crashed between publishing and deleting republishes), in one query.
+func (w *worker) markDuplicates(ctx context.Context, tx pgx.Tx, batch []routed) error {
+	ids := make([]uuid.UUID, 0, len(batch))
+	for _, r := range batch {
+		if r.skipped != ignored {
+			ids = append(ids, r.id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2)`, w.c.cfg.Group, ids)
 	if err != nil {
-		return w.deadLetter(w.log.WithContext(ctx), tx, m, ev, err)
+		return fmt.Errorf("read inbox: %w", err)
 	}
-	if h == nil {
-		return ignored, nil
+	known, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return fmt.Errorf("read inbox: %w", err)
 	}
-	logc := w.log.With().Str("event_id", ev.ID.String()).Str("event_type", ev.Type).Str("correlation_id", ev.CorrelationID)
-	if trace := events.TraceID(ev.TraceParent); trace != "" {
-		logc = logc.Str("trace_id", trace)
+	seen := make(map[uuid.UUID]bool, len(batch))
+	for _, id := range known {
+		seen[id] = true
 	}
-	log := logc.Logger()
+	for i := range batch {
+		r := &batch[i]
+		if r.skipped == ignored {
+			continue
+		}
+		if seen[r.id] {
+			r.skipped = duplicate
+		}
+		seen[r.id] = true
+	}
+	return nil
+}
+
+// beforeBatch runs the router's BeforeBatch hook with the events the batch will hand to handlers.
+func (w *worker) beforeBatch(ctx context.Context, tx pgx.Tx, batch []routed) error {
+	if w.c.router.before == nil {
+		return nil
+	}
+	evs := make([]Event, 0, len(batch))
+	for _, r := range batch {
+		if r.poison == nil && r.skipped == handled {
+			evs = append(evs, r.ev)
+		}
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := w.c.router.before(ctx, tx, evs); err != nil {
+		return fmt.Errorf("prepare batch of %d events: %w", len(evs), err)
+	}
+	return nil
+}
+
+// recordInbox records the event ids of the batch's handled and dead-lettered messages in one statement.
+// Without ON CONFLICT: should another member of the group have applied one of them meanwhile (the overlap
+// of a rebalance), the unique key fails the transaction, and the retry finds the id and skips it.
+func (w *worker) recordInbox(ctx context.Context, tx pgx.Tx, batch []routed) error {
+	var ids []uuid.UUID
+	var topics []string
+	var partitions []int32
+	var offsets []int64
+	for _, r := range batch {
+		if r.skipped != handled {
+			continue
+		}
+		ids = append(ids, r.id)
+		topics = append(topics, r.m.Topic)
+		partitions = append(partitions, int32(r.m.Partition))
+		offsets = append(offsets, r.m.Offset)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO inbox (consumer, event_id, topic, partition, "offset")
+		SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])`, w.c.cfg.Group, ids, topics, partitions, offsets)
+	if err != nil {
+		return fmt.Errorf("record %d events in inbox: %w", len(ids), err)
+	}
+	return nil
+}
+
+// applyDirect applies r in tx without a savepoint: a failure leaves tx unusable, and the caller rolls
+// it back.
+func (w *worker) applyDirect(ctx context.Context, tx pgx.Tx, r *routed) (outcome, error) {
+	if r.poison != nil {
+		return w.deadLetter(w.log.WithContext(ctx), tx, r, r.poison)
+	}
+	if r.skipped != handled {
+		return r.skipped, nil
+	}
+	if err := call(w.eventLog(r).WithContext(ctx), r.h, tx, r.ev); err != nil {
+		return 0, fmt.Errorf("handle %s %s: %w", r.ev.Type, r.ev.ID, err)
+	}
+	return handled, nil
+}
+
+// applyIsolated applies r inside a savepoint of tx. It returns an error only when r must be retried; tx is
+// then left as it was before r. Failures count as attempts; the last one, or a permanent failure,
+// dead-letters r.
+func (w *worker) applyIsolated(ctx context.Context, tx pgx.Tx, r *routed) (outcome, error) {
+	if r.poison != nil || r.skipped != handled {
+		return w.applyDirect(ctx, tx, r)
+	}
+	ev := r.ev
+	log := w.eventLog(r)
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("savepoint: %w", err)
 	}
-	fresh, err := w.recordInbox(ctx, sp, ev.ID, m)
-	if err != nil {
-		_ = sp.Rollback(ctx)
-		return 0, err
-	}
-	if !fresh {
-		log.Debug().Msg("duplicate event skipped")
-		return duplicate, sp.Commit(ctx)
-	}
-	herr := call(log.WithContext(ctx), h, sp, ev)
+	herr := call(log.WithContext(ctx), r.h, sp, ev)
 	if herr == nil {
 		if err := sp.Commit(ctx); err != nil {
 			return 0, fmt.Errorf("release savepoint: %w", err)
@@ -168,18 +356,29 @@ func (w *worker) applyOne(ctx context.Context, tx pgx.Tx, m kafka.Message) (outc
 		return 0, fmt.Errorf("roll back failed handler of %s: %w (handler: %v)", ev.ID, err, herr)
 	}
 	herr = fmt.Errorf("handle %s %s: %w", ev.Type, ev.ID, herr)
-	if infrastructural(herr) {
+	if infrastructural(herr) || lockConflict(herr) {
 		return 0, herr
 	}
 	if !IsPermanent(herr) {
-		w.attempts[m.Offset]++
-		if n := w.attempts[m.Offset]; n < w.c.cfg.MaxAttempts {
+		k := keyOf(r.m)
+		w.attempts[k]++
+		if n := w.attempts[k]; n < w.c.cfg.MaxAttempts {
 			log.Warn().Err(herr).Int("attempt", n).Msg("handler failed")
 			return 0, herr
 		}
 		herr = fmt.Errorf("gave up after %d attempts: %w", w.c.cfg.MaxAttempts, herr)
 	}
-	return w.deadLetter(log.WithContext(ctx), tx, m, ev, herr)
+	return w.deadLetter(log.WithContext(ctx), tx, r, herr)
+}
+
+// eventLog is the worker's logger with r's event's identity.
+func (w *worker) eventLog(r *routed) zerolog.Logger {
+	ev := r.ev
+	logc := w.log.With().Str("topic", r.m.Topic).Str("event_id", ev.ID.String()).Str("event_type", ev.Type).Str("correlation_id", ev.CorrelationID)
+	if trace := events.TraceID(ev.TraceParent); trace != "" {
+		logc = logc.Str("trace_id", trace)
+	}
+	return logc.Logger()
 }
 
 // call runs h, turning a panic into a permanent failure: the event is dead-lettered with the panic value
@@ -193,74 +392,57 @@ func call(ctx context.Context, h Handler, tx pgx.Tx, ev Event) (err error) {
 	return h(ctx, tx, ev)
 }
 
-// recordInbox inserts the event id into the inbox; false means it was already there (a redelivery).
-func (w *worker) recordInbox(ctx context.Context, tx pgx.Tx, id uuid.UUID, m kafka.Message) (bool, error) {
-	tag, err := tx.Exec(ctx, `INSERT INTO inbox (consumer, event_id, topic, partition, "offset") VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-		w.c.cfg.Group, id, m.Topic, m.Partition, m.Offset)
-	if err != nil {
-		return false, fmt.Errorf("record %s in inbox: %w", id, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// deadLetter records m in the inbox (so a redelivery is not dead-lettered twice) and appends it, with the
-// reason, to the outbox for "<topic>.dlq", all in tx.
-func (w *worker) deadLetter(ctx context.Context, tx pgx.Tx, m kafka.Message, ev Event, reason error) (outcome, error) {
-	id := ev.ID
-	if id == uuid.Nil { // not even an envelope: identify the message by where it was
-		id = uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "kafka://%s/%d/%d", m.Topic, m.Partition, m.Offset))
-	}
-	sp, err := tx.Begin(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("savepoint: %w", err)
-	}
-	fresh, err := w.recordInbox(ctx, sp, id, m)
-	if err == nil && fresh {
-		err = appendDeadLetter(ctx, sp, m, w.c.cfg.Group, reason)
-	}
-	if err != nil {
-		_ = sp.Rollback(ctx)
+// deadLetter appends r's message, with the reason, to the outbox for "<topic>.dlq" in tx; its id goes into
+// the inbox with the batch's, so a redelivery is not dead-lettered twice.
+func (w *worker) deadLetter(ctx context.Context, tx pgx.Tx, r *routed, reason error) (outcome, error) {
+	m := r.m
+	if err := appendDeadLetter(ctx, tx, m, w.c.cfg.Group, reason); err != nil {
 		return 0, fmt.Errorf("dead-letter %s/%d/%d: %w", m.Topic, m.Partition, m.Offset, err)
 	}
-	if err := sp.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("release savepoint: %w", err)
-	}
-	if !fresh {
-		return duplicate, nil
-	}
-	zerolog.Ctx(ctx).Error().Err(reason).Int64("offset", m.Offset).Str("dlq", m.Topic+DLQSuffix).Msg("event dead-lettered")
+	zerolog.Ctx(ctx).Error().Err(reason).Str("topic", m.Topic).Int64("offset", m.Offset).Str("dlq", m.Topic+DLQSuffix).Msg("event dead-lettered")
 	return deadLettered, nil
 }
 
-// commitOffset commits m's offset, retrying while Kafka is unavailable. The database already holds the
-// work, so if the commit never lands (the partition moved to another member) the redelivery is deduped.
-func (w *worker) commitOffset(ctx context.Context, m kafka.Message) {
+// commitOffsets commits the offsets of msgs (the last of each topic), retrying while Kafka is unavailable.
+// The database already holds the work, so if the commit never lands (the partition moved to another
+// member) the redelivery is deduped.
+func (w *worker) commitOffsets(ctx context.Context, msgs []kafka.Message) {
+	last := map[string]kafka.Message{}
+	for _, m := range msgs {
+		last[m.Topic] = m
+	}
+	commit := make([]kafka.Message, 0, len(last))
+	for _, m := range last {
+		commit = append(commit, m)
+	}
 	for attempt := 0; attempt < 8; attempt++ {
-		err := w.reader.CommitMessages(ctx, m)
+		err := w.reader.CommitMessages(ctx, commit...)
 		if err == nil {
 			return
 		}
 		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 			return
 		}
-		w.log.Warn().Err(err).Int64("offset", m.Offset).Msg("commit offset failed; retrying")
+		w.log.Warn().Err(err).Msg("commit offsets failed; retrying")
 		if !retry.Sleep(ctx, retry.Backoff(attempt, w.c.cfg.BackoffMin, w.c.cfg.BackoffMax)) {
 			return
 		}
 	}
-	w.log.Warn().Int64("offset", m.Offset).Msg("gave up committing offset; the events will be redelivered and deduped")
+	w.log.Warn().Msg("gave up committing offsets; the events will be redelivered and deduped")
 }
 
 // Stats is a snapshot of a consumer's counters. Applied counts every message whose offset moved on:
-// handled, duplicate, ignored or dead-lettered.
+// handled, duplicate, ignored or dead-lettered. Conflicts counts batches retried after a deadlock or a
+// serialization failure.
 type Stats struct {
-	Applied, Handled, Duplicates, Ignored, DeadLettered, Retries, FetchErrors uint64
+	Applied, Handled, Duplicates, Ignored, DeadLettered, Retries, Conflicts, FetchErrors uint64
 }
 
 type counters struct {
-	applied, handled, duplicates, ignored, deadLettered, retries, fetchErrors atomic.Uint64
+	applied, handled, duplicates, ignored, deadLettered, retries, conflicts, fetchErrors atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
-	return Stats{c.applied.Load(), c.handled.Load(), c.duplicates.Load(), c.ignored.Load(), c.deadLettered.Load(), c.retries.Load(), c.fetchErrors.Load()}
+	return Stats{c.applied.Load(), c.handled.Load(), c.duplicates.Load(), c.ignored.Load(), c.deadLettered.Load(),
+		c.retries.Load(), c.conflicts.Load(), c.fetchErrors.Load()}
 }

@@ -31,11 +31,12 @@ var (
 	relayOldest    = prometheus.NewDesc("choreo_outbox_oldest_age_seconds", "Age of the oldest row waiting in the outbox: the publish lag.", labels, nil)
 	consApplied    = prometheus.NewDesc("choreo_consumer_events_total", "Events whose offset moved on, by outcome.", []string{"service", "outcome"}, nil)
 	consRetries    = prometheus.NewDesc("choreo_consumer_retries_total", "Batches retried after a failure.", labels, nil)
+	consConflicts  = prometheus.NewDesc("choreo_consumer_lock_conflicts_total", "Batches retried at once after a deadlock or serialization failure.", labels, nil)
 	consFetchErrs  = prometheus.NewDesc("choreo_consumer_fetch_errors_total", "Failed fetches from Kafka (broker unreachable, rebalance failures).", labels, nil)
 )
 
 func (c unitCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consFetchErrs} {
+	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consFetchErrs} {
 		ch <- d
 	}
 }
@@ -61,6 +62,7 @@ func (c unitCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(consApplied, prometheus.CounterValue, float64(v), name, outcome)
 		}
 		ch <- prometheus.MustNewConstMetric(consRetries, prometheus.CounterValue, float64(cs.Retries), name)
+		ch <- prometheus.MustNewConstMetric(consConflicts, prometheus.CounterValue, float64(cs.Conflicts), name)
 		ch <- prometheus.MustNewConstMetric(consFetchErrs, prometheus.CounterValue, float64(cs.FetchErrors), name)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -153,4 +154,42 @@ func moveStock(ctx context.Context, tx pgx.Tx, lines []events.PricedLine, set st
 	_, err := tx.Exec(ctx, `UPDATE products p SET `+set+`, updated_at = now()
 		FROM unnest($1::text[], $2::int[]) AS m(sku, q) WHERE p.sku = m.sku`, skus, qty)
 	return err
+}
+
+// lockProducts locks, in sku order, every product a batch of events may change: the lines of the orders it
+// places and of the reservations it settles. Every batch takes its product locks up front in the same
+// order, so batches of different partitions never deadlock, however their orders' lines overlap.
+func (s *Service) lockProducts(ctx context.Context, tx pgx.Tx, evs []consumer.Event) error {
+	skus := map[string]bool{}
+	var settling []string
+	for _, ev := range evs {
+		if placed, ok := ev.Payload.(events.OrderPlaced); ok {
+			for _, it := range placed.Items {
+				skus[it.SKU] = true
+			}
+			continue
+		}
+		settling = append(settling, ev.Subject)
+	}
+	if len(settling) > 0 {
+		rows, err := tx.Query(ctx, `SELECT DISTINCT l->>'sku' FROM reservations r, jsonb_array_elements(r.lines) l
+			WHERE r.order_id = ANY($1) AND r.status = 'RESERVED'`, settling)
+		if err != nil {
+			return fmt.Errorf("find products of %d reservations: %w", len(settling), err)
+		}
+		held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("find products of %d reservations: %w", len(settling), err)
+		}
+		for _, sku := range held {
+			skus[sku] = true
+		}
+	}
+	if len(skus) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `SELECT FROM products WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`, slices.Sorted(maps.Keys(skus))); err != nil {
+		return fmt.Errorf("lock %d products: %w", len(skus), err)
+	}
+	return nil
 }

@@ -31,14 +31,14 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // harness is a whole system in its own namespace (topics, groups, databases) behind an HTTP test server.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	cfg  system.Config
 	sys  *system.System
 	url  string
 	wait func() // waits until the system stopped, then releases it
 }
 
-func baseConfig(t *testing.T) system.Config {
+func baseConfig(t testing.TB) system.Config {
 	// Short: database names are namespace + service and Postgres allows 63 bytes. The random suffix of
 	// testenv.Name keeps parallel tests apart.
 	unique := testenv.Name(t, "e")
@@ -71,7 +71,7 @@ func start(t *testing.T, cfg system.Config) *harness {
 }
 
 // startUntil opens and runs a system until ctx ends; h.wait (also run at cleanup) waits for it to stop.
-func startUntil(t *testing.T, ctx context.Context, cfg system.Config) *harness {
+func startUntil(t testing.TB, ctx context.Context, cfg system.Config) *harness {
 	t.Helper()
 	sys, err := system.Open(ctx, cfg, testenv.Logger(t))
 	if err != nil {
