@@ -34,11 +34,17 @@ type Router struct {
 	reg    *events.Registry
 	routes map[string]Handler
 	def    Handler
-	before BatchHook
+	scope  BatchScope
 }
 
-// BatchHook runs once per batch transaction, before its handlers, with the events they will receive.
-type BatchHook func(ctx context.Context, tx pgx.Tx, evs []Event) error
+// BatchScope is a service's work that spans a batch transaction rather than one event: Begin runs before
+// the batch's handlers, with the events they will receive, and returns the context they get (it may carry
+// state they share); Finish runs after them, in the same transaction, just before the commit. A batch that
+// is retried begins afresh.
+type BatchScope interface {
+	Begin(ctx context.Context, tx pgx.Tx, evs []Event) (context.Context, error)
+	Finish(ctx context.Context, tx pgx.Tx) error
+}
 
 // NewRouter returns a router that decodes payloads with reg.
 func NewRouter(reg *events.Registry) *Router {
@@ -65,11 +71,12 @@ func (r *Router) OnEach(h Handler, prototypes ...events.Payload) {
 	}
 }
 
-// BeforeBatch sets a hook that runs at the start of every batch transaction with the batch's events. A
-// service whose handlers change rows shared across orders takes their locks there, every one the batch
-// needs, in one global order (sorted keys): two batches then never wait on each other in a cycle. The rows
-// of one order need no such care: all its events reach one worker (see worker).
-func (r *Router) BeforeBatch(h BatchHook) { r.before = h }
+// Scope sets the service's BatchScope. A service whose handlers change rows shared across orders (a
+// product's stock) changes them there, for the whole batch at once and in one global order (sorted keys),
+// as late as possible: two batches then never wait on each other in a cycle, and hold those locks only for
+// the end of their transaction. The rows of one order need no such care: all its events reach one worker
+// (see worker).
+func (r *Router) Scope(s BatchScope) { r.scope = s }
 
 // Default routes every event without a route of its own to h, whose payload is nil when the registry does
 // not know the type (a projection records every event of a saga, known or not).
@@ -93,8 +100,8 @@ func (r *Router) Reactions() []string {
 	return slices.Clip(types)
 }
 
-// Dispatch decodes env's payload with the router's registry and runs its handler in tx, as the consumer
-// would after recording the event in its inbox; false means no route matched. Tests of a service's
+// Dispatch decodes env's payload with the router's registry and runs its handler in tx, within the
+// router's BatchScope as a batch of one, as the consumer would after recording the event in its inbox; false means no route matched. Tests of a service's
 // handlers use it.
 func (r *Router) Dispatch(ctx context.Context, tx pgx.Tx, env events.Envelope) (bool, error) {
 	h, p, err := r.resolve(env)
@@ -104,7 +111,18 @@ func (r *Router) Dispatch(ctx context.Context, tx pgx.Tx, env events.Envelope) (
 	if h == nil {
 		return false, nil
 	}
-	return true, h(ctx, tx, Event{Envelope: env, Payload: p})
+	ev := Event{Envelope: env, Payload: p}
+	if r.scope == nil {
+		return true, h(ctx, tx, ev)
+	}
+	sctx, err := r.scope.Begin(ctx, tx, []Event{ev})
+	if err != nil {
+		return true, err
+	}
+	if err := h(sctx, tx, ev); err != nil {
+		return true, err
+	}
+	return true, r.scope.Finish(sctx, tx)
 }
 
 // route finds the handler for m, decoding what it needs. A nil handler means: nothing to do.

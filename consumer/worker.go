@@ -174,7 +174,8 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 	if err := w.markDuplicates(ctx, tx, batch); err != nil {
 		return 0, err
 	}
-	if err := w.beforeBatch(ctx, tx, batch); err != nil {
+	ctx, err = w.beginScope(ctx, tx, batch)
+	if err != nil {
 		return 0, err
 	}
 	var outcomes [deadLettered + 1]uint64
@@ -195,6 +196,11 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 	}
 	if applied == 0 {
 		return 0, stop
+	}
+	if sc := w.c.router.scope; sc != nil {
+		if err := sc.Finish(ctx, tx); err != nil {
+			return 0, fmt.Errorf("finish batch of %d events: %w", applied, err)
+		}
 	}
 	if err := w.recordInbox(ctx, tx, batch[:applied]); err != nil {
 		return 0, err
@@ -269,10 +275,11 @@ func (w *worker) markDuplicates(ctx context.Context, tx pgx.Tx, batch []routed) 
 	return nil
 }
 
-// beforeBatch runs the router's BeforeBatch hook with the events the batch will hand to handlers.
-func (w *worker) beforeBatch(ctx context.Context, tx pgx.Tx, batch []routed) error {
-	if w.c.router.before == nil {
-		return nil
+// beginScope begins the router's BatchScope with the events the batch will hand to handlers, and returns
+// the context they get.
+func (w *worker) beginScope(ctx context.Context, tx pgx.Tx, batch []routed) (context.Context, error) {
+	if w.c.router.scope == nil {
+		return ctx, nil
 	}
 	evs := make([]Event, 0, len(batch))
 	for _, r := range batch {
@@ -280,13 +287,11 @@ func (w *worker) beforeBatch(ctx context.Context, tx pgx.Tx, batch []routed) err
 			evs = append(evs, r.ev)
 		}
 	}
-	if len(evs) == 0 {
-		return nil
+	sctx, err := w.c.router.scope.Begin(ctx, tx, evs)
+	if err != nil {
+		return ctx, fmt.Errorf("begin batch of %d events: %w", len(evs), err)
 	}
-	if err := w.c.router.before(ctx, tx, evs); err != nil {
-		return fmt.Errorf("prepare batch of %d events: %w", len(evs), err)
-	}
-	return nil
+	return sctx, nil
 }
 
 // recordInbox records the event ids of the batch's handled and dead-lettered messages in one statement.

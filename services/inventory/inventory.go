@@ -51,7 +51,7 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 
 // Handlers registers reservation, compensation and sale.
 func (s *Service) Handlers(r *consumer.Router) {
-	r.BeforeBatch(s.lockProducts)
+	r.Scope(stockBatch{})
 	consumer.On(r, s.reserve)
 	r.OnEach(s.release, events.PaymentDeclined{}, events.ShipmentFailed{}, events.OrderCancelled{})
 	r.OnEach(s.sell, events.OrderConfirmed{})

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +31,12 @@ const (
 // reserve holds every line of a placed order, or none: stock.reserved with the priced lines, or
 // stock.rejected naming the first sku that failed.
 func (s *Service) reserve(ctx context.Context, tx pgx.Tx, ev consumer.Event, placed events.OrderPlaced) error {
+	return withMoves(ctx, tx, func(m moves) error { return s.reserveWith(ctx, tx, ev, placed, m) })
+}
+
+// reserveWith decides against the stock as read, less what the batch's moves m already hold, and adds the
+// reservation to m last, once nothing else can fail.
+func (s *Service) reserveWith(ctx context.Context, tx pgx.Tx, ev consumer.Event, placed events.OrderPlaced, m moves) error {
 	var exists bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM reservations WHERE order_id = $1)`, placed.OrderID).Scan(&exists); err != nil {
 		return fmt.Errorf("look up reservation %s: %w", placed.OrderID, err)
@@ -45,10 +50,10 @@ func (s *Service) reserve(ctx context.Context, tx pgx.Tx, ev consumer.Event, pla
 	for i, it := range items {
 		skus[i] = it.SKU
 	}
-	// Lock the products in sku order so concurrent reservations never deadlock on each other.
-	rows, err := tx.Query(ctx, `SELECT sku, price_cents, stock FROM products WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`, skus)
+	// No lock: the batch checks its moves against locked rows when it finishes (see stock.go).
+	rows, err := tx.Query(ctx, `SELECT sku, price_cents, stock FROM products WHERE sku = ANY($1)`, skus)
 	if err != nil {
-		return fmt.Errorf("lock products for %s: %w", placed.OrderID, err)
+		return fmt.Errorf("read products for %s: %w", placed.OrderID, err)
 	}
 	type product struct {
 		SKU        string
@@ -57,7 +62,7 @@ func (s *Service) reserve(ctx context.Context, tx pgx.Tx, ev consumer.Event, pla
 	}
 	products, err := pgx.CollectRows(rows, pgx.RowToStructByPos[product])
 	if err != nil {
-		return fmt.Errorf("lock products for %s: %w", placed.OrderID, err)
+		return fmt.Errorf("read products for %s: %w", placed.OrderID, err)
 	}
 	bySKU := map[string]product{}
 	for _, p := range products {
@@ -70,21 +75,22 @@ func (s *Service) reserve(ctx context.Context, tx pgx.Tx, ev consumer.Event, pla
 		switch {
 		case !ok:
 			return s.reject(ctx, tx, ev, placed.OrderID, ReasonUnknownSKU, it.SKU)
-		case p.Stock < it.Quantity:
+		case p.Stock-m.held(it.SKU) < it.Quantity:
 			return s.reject(ctx, tx, ev, placed.OrderID, ReasonInsufficientStock, it.SKU)
 		}
 		lines = append(lines, events.PricedLine{SKU: it.SKU, Quantity: it.Quantity, PriceCents: p.PriceCents})
 		total += p.PriceCents * int64(it.Quantity)
-	}
-	if err := moveStock(ctx, tx, lines, "stock = stock - m.q, reserved = reserved + m.q"); err != nil {
-		return fmt.Errorf("reserve stock for %s: %w", placed.OrderID, err)
 	}
 	linesJSON, _ := json.Marshal(lines) // plain structs: cannot fail
 	if _, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, status, lines, total_cents) VALUES ($1, $2, $3, $4)`,
 		placed.OrderID, Reserved, linesJSON, total); err != nil {
 		return fmt.Errorf("record reservation %s: %w", placed.OrderID, err)
 	}
-	return s.emit.Emit(ctx, tx, ev.Envelope, events.StockReserved{OrderID: placed.OrderID, Lines: lines, TotalCents: total})
+	if err := s.emit.Emit(ctx, tx, ev.Envelope, events.StockReserved{OrderID: placed.OrderID, Lines: lines, TotalCents: total}); err != nil {
+		return err
+	}
+	m.add(lines, -1, +1, 0)
+	return nil
 }
 
 func (s *Service) reject(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID, reason, sku string) error {
@@ -97,20 +103,21 @@ func (s *Service) reject(ctx context.Context, tx pgx.Tx, ev consumer.Event, orde
 // release puts a held reservation back (payment declined, shipment failed, order cancelled). Whichever of
 // those arrives first releases; the others find nothing held.
 func (s *Service) release(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	return s.settle(ctx, tx, ev, Released, "stock = stock + m.q, reserved = reserved - m.q", func(orderID string) events.Payload {
+	return s.settle(ctx, tx, ev, Released, move{stock: +1, reserved: -1}, func(orderID string) events.Payload {
 		return events.StockReleased{OrderID: orderID, Reason: ev.Type}
 	})
 }
 
 // sell turns the confirmed order's reservation into a sale.
 func (s *Service) sell(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	return s.settle(ctx, tx, ev, Sold, "reserved = reserved - m.q, sold = sold + m.q", func(orderID string) events.Payload {
+	return s.settle(ctx, tx, ev, Sold, move{reserved: -1, sold: +1}, func(orderID string) events.Payload {
 		return events.StockSold{OrderID: orderID}
 	})
 }
 
-// settle moves a RESERVED reservation to status, applying move to its products, and emits the event.
-func (s *Service) settle(ctx context.Context, tx pgx.Tx, ev consumer.Event, status, move string, outcome func(string) events.Payload) error {
+// settle moves a RESERVED reservation to status, moving its products' counters by per (per unit of each
+// line), and emits the event.
+func (s *Service) settle(ctx context.Context, tx pgx.Tx, ev consumer.Event, status string, per move, outcome func(string) events.Payload) error {
 	orderID := ev.Subject
 	var current string
 	var linesJSON []byte
@@ -134,62 +141,14 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, ev consumer.Event, stat
 	if err := json.Unmarshal(linesJSON, &lines); err != nil {
 		return consumer.Permanent(fmt.Errorf("reservation %s has unreadable lines: %w", orderID, err))
 	}
-	if err := moveStock(ctx, tx, lines, move); err != nil {
-		return fmt.Errorf("%s stock for %s: %w", status, orderID, err)
-	}
 	if _, err := tx.Exec(ctx, `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1`, orderID, status); err != nil {
 		return fmt.Errorf("mark reservation %s %s: %w", orderID, status, err)
 	}
-	return s.emit.Emit(ctx, tx, ev.Envelope, outcome(orderID))
-}
-
-// moveStock applies set (an assignment list over products using m.q, the line's quantity) to every line's
-// product, in sku order, in one statement. set is one of this file's constants, never input.
-func moveStock(ctx context.Context, tx pgx.Tx, lines []events.PricedLine, set string) error {
-	skus := make([]string, len(lines))
-	qty := make([]int32, len(lines))
-	for i, l := range lines {
-		skus[i], qty[i] = l.SKU, int32(l.Quantity)
-	}
-	_, err := tx.Exec(ctx, `UPDATE products p SET `+set+`, updated_at = now()
-		FROM unnest($1::text[], $2::int[]) AS m(sku, q) WHERE p.sku = m.sku`, skus, qty)
-	return err
-}
-
-// lockProducts locks, in sku order, every product a batch of events may change: the lines of the orders it
-// places and of the reservations it settles. Every batch takes its product locks up front in the same
-// order, so batches of different partitions never deadlock, however their orders' lines overlap.
-func (s *Service) lockProducts(ctx context.Context, tx pgx.Tx, evs []consumer.Event) error {
-	skus := map[string]bool{}
-	var settling []string
-	for _, ev := range evs {
-		if placed, ok := ev.Payload.(events.OrderPlaced); ok {
-			for _, it := range placed.Items {
-				skus[it.SKU] = true
-			}
-			continue
+	return withMoves(ctx, tx, func(m moves) error {
+		if err := s.emit.Emit(ctx, tx, ev.Envelope, outcome(orderID)); err != nil {
+			return err
 		}
-		settling = append(settling, ev.Subject)
-	}
-	if len(settling) > 0 {
-		rows, err := tx.Query(ctx, `SELECT DISTINCT l->>'sku' FROM reservations r, jsonb_array_elements(r.lines) l
-			WHERE r.order_id = ANY($1) AND r.status = 'RESERVED'`, settling)
-		if err != nil {
-			return fmt.Errorf("find products of %d reservations: %w", len(settling), err)
-		}
-		held, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("find products of %d reservations: %w", len(settling), err)
-		}
-		for _, sku := range held {
-			skus[sku] = true
-		}
-	}
-	if len(skus) == 0 {
+		m.add(lines, per.stock, per.reserved, per.sold)
 		return nil
-	}
-	if _, err := tx.Exec(ctx, `SELECT FROM products WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`, slices.Sorted(maps.Keys(skus))); err != nil {
-		return fmt.Errorf("lock %d products: %w", len(skus), err)
-	}
-	return nil
+	})
 }
