@@ -6,10 +6,10 @@ package outbox
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
@@ -37,7 +37,8 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// header is a Kafka header as stored in the headers column; Value is base64 in JSON, so binary is safe.
+// header is a Kafka header as rows of the previous version stored it in the headers column (JSON, the value
+// base64), read for rows written during a rolling upgrade.
 type header struct {
 	Key   string `json:"k"`
 	Value []byte `json:"v"`
@@ -61,10 +62,13 @@ func AppendMessages(ctx context.Context, tx Execer, msgs ...kafka.Message) error
 	if len(msgs) == 0 {
 		return nil
 	}
-	topics := make([]string, len(msgs))
-	keys := make([][]byte, len(msgs))
-	headers := make([]string, len(msgs))
-	values := make([][]byte, len(msgs))
+	if len(msgs) > maxAppendRows {
+		if err := AppendMessages(ctx, tx, msgs[:maxAppendRows]...); err != nil {
+			return err
+		}
+		return AppendMessages(ctx, tx, msgs[maxAppendRows:]...)
+	}
+	args := make([]any, 0, appendColumns*len(msgs))
 	for i, m := range msgs {
 		if m.Topic == "" {
 			return fmt.Errorf("append message %d: no topic", i)
@@ -72,27 +76,40 @@ func AppendMessages(ctx context.Context, tx Execer, msgs ...kafka.Message) error
 		if n := messageSize(m); n > MaxMessageBytes {
 			return fmt.Errorf("append message %d to %s: %w (%d bytes, limit %d)", i, m.Topic, ErrMessageTooLarge, n, MaxMessageBytes)
 		}
-		hs := make([]header, len(m.Headers))
+		keys := make([]string, len(m.Headers))
+		values := make([][]byte, len(m.Headers))
 		for j, h := range m.Headers {
-			hs[j] = header{Key: h.Key, Value: h.Value}
+			keys[j], values[j] = h.Key, h.Value
 		}
-		b, err := json.Marshal(hs)
-		if err != nil {
-			return fmt.Errorf("encode headers of message %d: %w", i, err)
-		}
-		topics[i], keys[i], headers[i], values[i] = m.Topic, m.Key, string(b), m.Value
+		args = append(args, m.Topic, m.Key, keys, values, m.Value)
 	}
-	if _, err := tx.Exec(ctx, appendSQL, topics, keys, headers, values); err != nil {
+	if _, err := tx.Exec(ctx, appendSQL(len(msgs)), args...); err != nil {
 		return fmt.Errorf("insert %d outbox rows: %w", len(msgs), err)
 	}
 	return nil
 }
 
-const appendSQL = `
-INSERT INTO outbox (topic, key, headers, value)
-SELECT t, k, h::jsonb, v
-FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) WITH ORDINALITY AS m(t, k, h, v, n)
-ORDER BY n`
+// appendColumns are the values of one outbox row an append binds; maxAppendRows keeps a statement within
+// Postgres' 65535 parameters.
+const (
+	appendColumns = 5
+	maxAppendRows = 10_000
+)
+
+// appendSQL is the INSERT of n rows. Its text depends only on n, so it stays parameterised and prepared
+// statements are reused (an outbox append is mostly 1 to a few rows).
+func appendSQL(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO outbox (topic, key, header_keys, header_values, value) VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		p := i*appendColumns + 1
+		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d)", p, p+1, p+2, p+3, p+4)
+	}
+	return b.String()
+}
 
 // Emitter appends a service's new events to its topic.
 type Emitter struct {

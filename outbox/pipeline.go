@@ -158,8 +158,9 @@ func (r *Relay) setWaiting(ctx context.Context, waiting bool) error {
 
 // Postgres 14+ hashes the array of a "<> ALL" with a parameter, so skipping in-flight ids stays cheap.
 const (
-	readAfterSQL    = `SELECT id, topic, key, headers, value, created_at FROM outbox WHERE id > $1 ORDER BY id LIMIT $2`
-	readSkippingSQL = `SELECT id, topic, key, headers, value, created_at FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
+	readColumns     = `id, topic, key, header_keys, header_values, CASE WHEN header_keys IS NULL THEN headers END, value, created_at`
+	readAfterSQL    = `SELECT ` + readColumns + ` FROM outbox WHERE id > $1 ORDER BY id LIMIT $2`
+	readSkippingSQL = `SELECT ` + readColumns + ` FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
 )
 
 // read returns the next batch and whether more rows wait behind it (the batch was cut by count or bytes).
@@ -169,24 +170,22 @@ func (r *Relay) read(ctx context.Context, sql string, arg any) ([]Record, bool, 
 		return nil, false, fmt.Errorf("read outbox: %w", err)
 	}
 	recs := make([]Record, 0, r.cfg.batchSize)
-	var hs []header
 	size, more := 0, false
 	for rows.Next() {
 		var rec Record
-		var rawHeaders []byte
-		if err := rows.Scan(&rec.ID, &rec.Message.Topic, &rec.Message.Key, &rawHeaders, &rec.Message.Value, &rec.CreatedAt); err != nil {
+		var keys []string
+		var values [][]byte
+		var legacy []byte
+		if err := rows.Scan(&rec.ID, &rec.Message.Topic, &rec.Message.Key, &keys, &values, &legacy, &rec.Message.Value, &rec.CreatedAt); err != nil {
 			rows.Close()
 			return nil, false, fmt.Errorf("scan outbox row: %w", err)
 		}
-		hs = hs[:0]
-		if err := json.Unmarshal(rawHeaders, &hs); err != nil {
+		hs, err := headersOf(keys, values, legacy)
+		if err != nil {
 			rows.Close()
-			return nil, false, fmt.Errorf("decode headers of outbox row %d: %w", rec.ID, err)
+			return nil, false, fmt.Errorf("headers of outbox row %d: %w", rec.ID, err)
 		}
-		rec.Message.Headers = make([]kafka.Header, len(hs))
-		for i, h := range hs {
-			rec.Message.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
-		}
+		rec.Message.Headers = hs
 		// Stop at MaxBatchBytes so that no partition needs two produce requests (see MaxBatchBytes); the
 		// rows left out are read again next time.
 		if size += messageSize(rec.Message); size > MaxBatchBytes && len(recs) > 0 {
@@ -200,6 +199,30 @@ func (r *Relay) read(ctx context.Context, sql string, arg any) ([]Record, bool, 
 		return nil, false, fmt.Errorf("read outbox: %w", err)
 	}
 	return recs, more || len(recs) == r.cfg.batchSize, nil
+}
+
+// headersOf builds a row's Kafka headers from its arrays, or from the JSON of a row written by the
+// previous version (legacy, when the arrays are NULL).
+func headersOf(keys []string, values [][]byte, legacy []byte) ([]kafka.Header, error) {
+	if keys == nil && legacy != nil {
+		var hs []header
+		if err := json.Unmarshal(legacy, &hs); err != nil {
+			return nil, fmt.Errorf("decode JSON headers: %w", err)
+		}
+		out := make([]kafka.Header, len(hs))
+		for i, h := range hs {
+			out[i] = kafka.Header{Key: h.Key, Value: h.Value}
+		}
+		return out, nil
+	}
+	if len(keys) != len(values) {
+		return nil, fmt.Errorf("%d header keys but %d values", len(keys), len(values))
+	}
+	out := make([]kafka.Header, len(keys))
+	for i := range keys {
+		out[i] = kafka.Header{Key: keys[i], Value: values[i]}
+	}
+	return out, nil
 }
 
 // publishStage writes batches one at a time, retrying each until Kafka acknowledges it, so no row is

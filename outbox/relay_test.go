@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -531,5 +532,32 @@ func TestBatchesNeverExceedTheWritersBatchSize(t *testing.T) {
 	defer mu.Unlock()
 	if largest > 10 {
 		t.Fatalf("a batch of %d rows went to a writer with BatchSize 10", largest)
+	}
+}
+
+// TestRowsOfThePreviousVersionArePublished: during a rolling upgrade, processes of the previous version
+// still write headers as JSON; the relay publishes those rows with their headers, in id order with the
+// new ones.
+func TestRowsOfThePreviousVersionArePublished(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	_, err := pool.Exec(ctx, `INSERT INTO outbox (topic, key, headers, value) VALUES ($1, 'k', $2, 'old')`,
+		topic, `[{"k":"ce_type","v":"`+base64.StdEncoding.EncodeToString([]byte("order.placed"))+`"},{"k":"bin","v":"AAH/"}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.AppendMessages(ctx, pool, kafka.Message{Topic: topic, Key: []byte("k"), Value: []byte("new"),
+		Headers: []kafka.Header{{Key: "ce_type", Value: []byte("order.cancelled")}}}); err != nil {
+		t.Fatal(err)
+	}
+	startRelay(t, pool, writer(t, brokers), testenv.Logger(t))
+	got := consume(t, brokers, topic, 2, 20*time.Second)
+	if string(got[0].Value) != "old" || headerValue(got[0], "ce_type") != "order.placed" || headerValue(got[0], "bin") != "\x00\x01\xff" {
+		t.Errorf("the previous version's row arrived as %q with headers %v", got[0].Value, got[0].Headers)
+	}
+	if string(got[1].Value) != "new" || headerValue(got[1], "ce_type") != "order.cancelled" {
+		t.Errorf("the new row arrived as %q with headers %v", got[1].Value, got[1].Headers)
 	}
 }

@@ -65,8 +65,8 @@ func (s *Service) Apply(e events.Envelope) {
 func (s *Service) Emitted() []string {
 	s.t.Helper()
 	rows, err := s.Pool.Query(context.Background(), `
-		SELECT convert_from(decode(h->>'v', 'base64'), 'UTF8') FROM outbox, jsonb_array_elements(headers) h
-		WHERE h->>'k' = 'ce_type' ORDER BY id`)
+		SELECT convert_from(header_values[array_position(header_keys, 'ce_type')], 'UTF8') FROM outbox
+		WHERE 'ce_type' = ANY(header_keys) ORDER BY id`)
 	if err != nil {
 		s.t.Fatal(err)
 	}
