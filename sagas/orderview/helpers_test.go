@@ -175,7 +175,7 @@ func (s saga) unknown(eventType string, at time.Duration) events.Envelope {
 
 func (s saga) placed(at time.Duration, customer string, items ...events.Item) events.Envelope {
 	return s.event("order", at, events.OrderPlaced{OrderID: s.id, CustomerID: customer, Items: items, PaymentToken: "tok",
-		ShippingAddress: events.Address{Name: "A", Line1: "1 St", City: "C", PostalCode: "1", Country: "US"}, Deadline: base.Add(time.Hour)})
+		Currency: "USD", ShippingAddress: events.PostalAddress{Name: "A", Street: "St", HouseNumber: "1", City: "C", PostalCode: "1", Country: "US"}, Deadline: base.Add(time.Hour)})
 }
 
 func (s saga) reserved(at time.Duration, total int64, lines ...events.PricedLine) events.Envelope {
