@@ -11,7 +11,10 @@ import (
 
 // Create creates proj's live copy empty, replacing any, for tests and tools that feed it events by hand.
 func Create(ctx context.Context, pool *pgxpool.Pool, proj Projection) error {
-	return createSchema(ctx, pool, proj, proj.Name())
+	if err := createSchema(ctx, pool, proj, proj.Name()); err != nil {
+		return err
+	}
+	return indexes(ctx, pool, proj, proj.Name())
 }
 
 // ApplyEvents applies evs to proj's live copy as one batch, in one transaction, without moving its positions.

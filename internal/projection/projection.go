@@ -42,6 +42,36 @@ type Projection interface {
 	Tables() []Table
 }
 
+// Indexer is a Projection with secondary indexes that a rebuild creates only once its copy has caught up,
+// before the swap: one index build beats keeping them row by row through a bulk load.
+type Indexer interface {
+	// Indexes is their DDL, unqualified, run with search_path set to the schema.
+	Indexes() string
+}
+
+// indexes runs proj's deferred index DDL, if any, in schema.
+func indexes(ctx context.Context, pool *pgxpool.Pool, proj Projection, schema string) error {
+	ix, ok := proj.(Indexer)
+	if !ok {
+		return nil
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("index %s: begin: %w", schema, err)
+	}
+	defer tx.Rollback(ctx)
+	if err := setSearchPath(ctx, tx, schema); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, ix.Indexes()); err != nil {
+		return fmt.Errorf("index %s: %w", schema, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("index %s: commit: %w", schema, err)
+	}
+	return nil
+}
+
 // Table is one table of a projection and its key columns (comma-separated), for Verify.
 type Table struct {
 	Name string

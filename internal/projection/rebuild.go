@@ -26,7 +26,7 @@ type RebuildOptions struct {
 // Progress is how far a rebuild is.
 type Progress struct {
 	Projection string
-	Phase      string // "catching up", then "swapping" or "comparing"
+	Phase      string // "catching up", "indexing", then "swapping" or "comparing"
 	Applied    int64  // events applied to the new copy
 	Total      int64  // events to apply as far as known; grows while new events arrive
 	Elapsed    time.Duration
@@ -193,6 +193,11 @@ ON CONFLICT (projection) DO UPDATE SET shadow = $2, started_at = now(), updated_
 		report()
 	}
 	s.Close()
+	prog.Phase = "indexing"
+	report()
+	if err := indexes(ctx, r.pool, r.proj, shadow); err != nil {
+		return Result{}, err
+	}
 
 	prog.Phase = map[bool]string{false: "swapping", true: "comparing"}[opts.Verify]
 	report()
@@ -220,6 +225,11 @@ func (r *Runner) applyShadow(ctx context.Context, shadow string, msgs []kafka.Me
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	// A half-built copy is worth nothing after a crash (the next replay starts over), so its batches skip
+	// the wait for the WAL flush; the swap commits durably.
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return fmt.Errorf("relax durability of %s: %w", shadow, err)
+	}
 	moved, err := r.apply(ctx, tx, shadow, msgs)
 	if err != nil {
 		return err

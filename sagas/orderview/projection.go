@@ -23,8 +23,12 @@ const (
 	Cancelled = "CANCELLED"
 )
 
-//go:embed schema.sql
-var schemaSQL string
+var (
+	//go:embed schema.sql
+	schemaSQL string
+	//go:embed indexes.sql
+	indexesSQL string
+)
 
 // Projection keeps the orders and their timelines in schema orderview from every service's topic.
 type Projection struct{}
@@ -34,6 +38,7 @@ var _ projection.Projection = Projection{}
 func (Projection) Name() string     { return Name }
 func (Projection) Topics() []string { return sagas.Topics() }
 func (Projection) Schema() string   { return schemaSQL }
+func (Projection) Indexes() string  { return indexesSQL }
 func (Projection) Tables() []projection.Table {
 	return []projection.Table{{Name: "orders", Key: "id"}, {Name: "timeline", Key: "event_id"}}
 }

@@ -17,11 +17,6 @@ CREATE TABLE orders (
     updated_at   timestamptz NOT NULL -- the latest event time applied
 );
 
--- Keyset pagination, newest first, over placed orders, optionally by status or customer.
-CREATE INDEX orders_created ON orders (created_at DESC, id DESC) WHERE created_at IS NOT NULL;
-CREATE INDEX orders_status_created ON orders (status, created_at DESC, id DESC) WHERE created_at IS NOT NULL;
-CREATE INDEX orders_customer_created ON orders (customer_id, created_at DESC, id DESC) WHERE created_at IS NOT NULL;
-
 -- Every event of every saga, known type or not.
 CREATE TABLE timeline (
     event_id uuid PRIMARY KEY,
@@ -31,5 +26,3 @@ CREATE TABLE timeline (
     source   text        NOT NULL,
     time     timestamptz NOT NULL
 );
-
-CREATE INDEX timeline_order ON timeline (order_id, time, event_id);
