@@ -45,7 +45,9 @@ type Reports struct {
 }
 
 // NewReports returns the report's API over pool.
-func NewReports(pool *pgxpool.Pool, log zerolog.Logger) *Reports { return &Reports{pool: pool, log: log} }
+func NewReports(pool *pgxpool.Pool, log zerolog.Logger) *Reports {
+	return &Reports{pool: pool, log: log}
+}
 
 // Routes registers GET /v1/reports/sales (auth.Policy: operators only, as every route it does not name).
 func (rp *Reports) Routes(mux *http.ServeMux) {
