@@ -19,7 +19,7 @@ import (
 
 func replayCommand() command {
 	var verify bool
-	return command{name: "replay", args: "READMODEL",
+	return command{name: "replay", args: "NAME",
 		doc: "rebuild a read model (orderview, salesview) from the topics beside the live one and swap it in, online; -verify compares instead",
 		flags: func(fs *flag.FlagSet, _ func(string) string) {
 			fs.BoolVar(&verify, "verify", false, "rebuild into a shadow copy and compare it with the live one instead of swapping; exit 1 on any difference")
@@ -53,7 +53,7 @@ func findProjection(specs []host.Spec, name string) (host.Spec, projection.Proje
 // replay rebuilds one projection online (`choreo replay NAME [-verify]`).
 func replay(ctx context.Context, cfg Config, args []string, verify bool, stdout io.Writer) error {
 	if len(args) != 1 {
-		return errors.New("usage: choreo replay [-verify] READMODEL")
+		return errors.New("usage: choreo replay [-verify] NAME")
 	}
 	spec, proj, err := findProjection(system.Specs(systemConfig(cfg)), args[0])
 	if err != nil {
