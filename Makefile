@@ -64,6 +64,11 @@ down:
 clean:
 	rm -rf bin .data
 
+## bench-replay: rebuild the order read model from 100k events into durable Postgres, beside a raw kafka-go read of the same partitions (ratio printed)
+.PHONY: bench-replay
+bench-replay:
+	$(GO) test -run '^$$' -bench BenchmarkReplay -benchtime 1x -timeout 30m ./sagas/orderview/
+
 ## bench-forwarder: choreo's relay against Watermill's forwarder and raw producers in one run (bench/forwarder, a module of its own; KAFKA_BROKERS for a real broker)
 .PHONY: bench-forwarder
 bench-forwarder:

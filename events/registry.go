@@ -12,7 +12,10 @@ type typeKey struct {
 	version int
 }
 
-// Registry maps each (type, version) to its payload struct and decodes envelopes into them.
+// Registry maps each (type, version) to its payload struct and decodes envelopes into them. A payload of
+// an older version that implements Upcaster is turned into the current version on decode, so handlers
+// are written against the current version only and keep working while producers still emit the old one
+// (a rolling upgrade) and when stored events of the old version are replayed.
 type Registry struct {
 	types map[typeKey]reflect.Type
 }
@@ -60,5 +63,18 @@ func (r *Registry) Decode(e Envelope) (Payload, error) {
 			return nil, &DecodeError{Type: e.Type, Version: e.Version, Err: err}
 		}
 	}
-	return ptr.Elem().Interface().(Payload), nil
+	p := ptr.Elem().Interface().(Payload)
+	for {
+		u, ok := p.(Upcaster)
+		if !ok {
+			return p, nil
+		}
+		p = u.Upcast()
+	}
+}
+
+// Upcaster is implemented by the payload struct of an older version of an event type: Upcast returns the
+// same event as the next version.
+type Upcaster interface {
+	Upcast() Payload
 }

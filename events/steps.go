@@ -125,7 +125,7 @@ func (p NotificationSent) Validate() error { return requireOrderID(p.OrderID) }
 // Catalog returns a registry of every event type choreo's services emit.
 func Catalog() (*Registry, error) {
 	return NewRegistry(
-		OrderPlaced{}, OrderConfirmed{}, OrderCancelled{},
+		OrderPlaced{}, OrderPlacedV1{}, OrderConfirmed{}, OrderCancelled{},
 		StockReserved{}, StockRejected{}, StockReleased{}, StockSold{},
 		PaymentAuthorized{}, PaymentDeclined{}, PaymentRefunded{},
 		ShipmentScheduled{}, ShipmentFailed{}, ShipmentCancelled{},

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -24,7 +27,6 @@ import (
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/internal/httpapi"
 	"github.com/choreo-dev/choreo/internal/ingress"
-	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/ratelimit"
@@ -103,10 +105,14 @@ func startEmbedded(ctx context.Context, cfg Config, log zerolog.Logger) (Config,
 func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
 	log := newLogger(cfg)
 	log.Info().Fields(cfg.logFields()).Msg("starting choreo (all services)")
+	embedded := len(cfg.KafkaBrokers) == 0 && cfg.DatabaseURL == ""
 	cfg, stopEmbedded, err := startEmbedded(ctx, cfg, log)
 	defer stopEmbedded()
 	if err != nil {
 		return err
+	}
+	if embedded {
+		defer announceRunning(cfg, log)()
 	}
 
 	sc := systemConfig(cfg)
@@ -312,18 +318,26 @@ func healthcheck(ctx context.Context, cfg Config) error {
 
 // serviceDatabase resolves the database of one service for the maintenance commands: DATABASE_URL is that
 // service's own database (as for `choreo <service>`); with neither DATABASE_URL nor KAFKA_BROKERS they
-// work on the embedded data of `choreo run`, which must not be running.
+// work on the embedded data of `choreo run`: the running one's Kafka and Postgres when it runs (see
+// runningFile), else the data started here.
 func serviceDatabase(ctx context.Context, cfg Config, service string, log zerolog.Logger) (Config, string, func(), error) {
 	embedded := cfg.DatabaseURL == "" && len(cfg.KafkaBrokers) == 0
 	if !embedded && (cfg.DatabaseURL == "" || len(cfg.KafkaBrokers) == 0) {
 		return cfg, "", func() {}, fmt.Errorf("set both KAFKA_BROKERS and DATABASE_URL (the %s database), or neither to use the embedded data of `choreo run`", service)
 	}
-	cfg, stop, err := startEmbedded(ctx, cfg, log)
-	if err != nil {
-		return cfg, "", stop, err
+	stop := func() {}
+	if running, ok := attachRunning(ctx, cfg); embedded && ok {
+		log.Info().Strs("brokers", running.KafkaBrokers).Msg("using the embedded Kafka and Postgres of the running `choreo run`")
+		cfg = running
+	} else {
+		var err error
+		if cfg, stop, err = startEmbedded(ctx, cfg, log); err != nil {
+			return cfg, "", stop, err
+		}
 	}
 	dbURL := cfg.DatabaseURL
 	if embedded {
+		var err error
 		if dbURL, err = postgres.EnsureDatabase(ctx, cfg.DatabaseURL, service); err != nil {
 			return cfg, "", stop, err
 		}
@@ -331,36 +345,43 @@ func serviceDatabase(ctx context.Context, cfg Config, service string, log zerolo
 	return cfg, dbURL, stop, nil
 }
 
-// replayReadModel deletes the read model's consumer group and wipes its tables, so that the next start of
-// orderview (or `choreo run`) rebuilds it from the earliest offset of every topic. Every orderview consumer
-// must be stopped first; otherwise nothing changes.
-func replayReadModel(ctx context.Context, cfg Config, stdout io.Writer) error {
-	log := newLogger(cfg)
-	cfg, dbURL, stop, err := serviceDatabase(ctx, cfg, orderview.Name, log)
-	defer stop()
+// runningFile, in DATA_DIR, tells the maintenance commands where the embedded Kafka and Postgres of a
+// running `choreo run` listen; it is removed when it stops.
+const runningFile = "running.json"
+
+type runningStack struct {
+	KafkaBrokers []string `json:"kafka_brokers"`
+	DatabaseURL  string   `json:"database_url"` // the embedded server's, which trusts local connections: no secret
+}
+
+// announceRunning writes runningFile for the embedded parts cfg uses, and returns its removal.
+func announceRunning(cfg Config, log zerolog.Logger) func() {
+	path := filepath.Join(cfg.DataDir, runningFile)
+	b, _ := json.Marshal(runningStack{KafkaBrokers: cfg.KafkaBrokers, DatabaseURL: cfg.DatabaseURL}) // plain struct: cannot fail
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		log.Warn().Err(err).Msg("cannot tell maintenance commands where the embedded data runs")
+		return func() {}
+	}
+	return func() { _ = os.Remove(path) }
+}
+
+// attachRunning returns cfg pointing at the embedded Kafka and Postgres of a running `choreo run`, if its
+// runningFile is there and its Postgres answers.
+func attachRunning(ctx context.Context, cfg Config) (Config, bool) {
+	b, err := os.ReadFile(filepath.Join(cfg.DataDir, runningFile))
+	var rs runningStack
+	if err != nil || json.Unmarshal(b, &rs) != nil || rs.DatabaseURL == "" || len(rs.KafkaBrokers) == 0 {
+		return cfg, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, rs.DatabaseURL)
 	if err != nil {
-		return err
+		return cfg, false // a stale file: the run it describes has ended
 	}
-	pool, err := postgres.Connect(ctx, dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	view, err := orderview.New(orderview.Config{}, pool, log)
-	if err != nil {
-		return err
-	}
-	if err := cfg.kafkaAdmin().DeleteGroup(ctx, orderview.Name); err != nil {
-		if errors.Is(err, kafkaadmin.ErrGroupActive) {
-			return fmt.Errorf("stop every orderview process (or `choreo run`) first; nothing was changed: %w", err)
-		}
-		return err
-	}
-	if err := view.Reset(ctx); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, "read model wiped and its consumer group deleted: the next start of orderview (or `make run`) rebuilds it from every topic's first event")
-	return nil
+	_ = conn.Close(ctx)
+	cfg.KafkaBrokers, cfg.DatabaseURL, cfg.KafkaConn = rs.KafkaBrokers, rs.DatabaseURL, kafkaconn.Config{}
+	return cfg, true
 }
 
 // deadLetters lists the dead letters of one service (`choreo dlq SERVICE`), or hands them back to it once

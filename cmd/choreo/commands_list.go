@@ -83,11 +83,9 @@ func commands() []command {
 				}
 				return createTopics(ctx, cfg, stdout)
 			}},
-		// replay and dlq need both KAFKA_BROKERS and DATABASE_URL, or neither (the embedded data of `choreo run`).
-		command{name: "replay", doc: "wipe the order read model and its consumer group so it is rebuilt from the topics",
-			run: func(ctx context.Context, cfg Config, _ []string, stdout io.Writer) error {
-				return replayReadModel(ctx, cfg, stdout)
-			}},
+		// replay and dlq need both KAFKA_BROKERS and DATABASE_URL, or neither (the embedded data of `choreo run`,
+		// running or not).
+		replayCommand(),
 		command{name: "dlq", args: "SERVICE", doc: "list the service's dead letters; 'dlq SERVICE redrive' hands them back once fixed",
 			run: deadLetters},
 		loadCommand(),

@@ -18,6 +18,7 @@ import (
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/projection"
 	"github.com/choreo-dev/choreo/outbox"
 )
 
@@ -53,8 +54,15 @@ type Spec struct {
 	Topic      string   // topic it publishes to ("" for services that publish nothing but dead letters)
 	Consumes   []string // topics its consumer group reads
 	Migrations fs.FS    // an embedded migrations/ directory of numbered .sql files (nil: no tables of its own)
-	Build      func(Deps) (Service, error)
+	// Projections, when set, make the unit a read model: each is kept by a projection.Runner in the
+	// unit's database, from its own topics, with no consumer group. Read models have no side effects, so
+	// only they may be replayed (`choreo replay`); a service that reacts to events (Consumes) may not.
+	Projections []projection.Projection
+	Build       func(Deps) (Service, error)
 }
+
+// Replayable reports whether the unit is a read model, whose projections can be rebuilt from the topics.
+func (s Spec) Replayable() bool { return len(s.Projections) > 0 && len(s.Consumes) == 0 }
 
 // Options tunes the runtime parts of a unit; the zero value is production's defaults.
 type Options struct {
@@ -64,6 +72,7 @@ type Options struct {
 	Consumer  func(*consumer.Config) // adjusts the consumer config (tests shorten timeouts)
 	Kafka     kafkaconn.Config       // TLS and SASL of the relay's writer and the consumer (zero: plaintext)
 	Relay     []outbox.Option
+	Projector func(*projection.Config) // adjusts the projection runners' config (tests, benchmarks)
 }
 
 // Unit is one hosted service with its database, relay and consumer.
@@ -74,6 +83,7 @@ type Unit struct {
 	writer   *kafka.Writer
 	relay    *outbox.Relay
 	consumer *consumer.Consumer
+	runners  []*projection.Runner
 	log      zerolog.Logger
 }
 
@@ -93,10 +103,14 @@ func Open(ctx context.Context, spec Spec, dbURL string, brokers []string, reg *e
 }
 
 func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry, opts Options) error {
+	var projections fs.FS
+	if len(u.spec.Projections) > 0 {
+		projections = projection.Migrations()
+	}
 	for _, m := range []struct {
 		component string
 		files     fs.FS
-	}{{"outbox", outbox.Migrations()}, {"inbox", consumer.Migrations()}, {u.spec.Name, postgres.MigrationsDir(u.spec.Migrations)}} {
+	}{{"outbox", outbox.Migrations()}, {"inbox", consumer.Migrations()}, {"projection", projections}, {u.spec.Name, postgres.MigrationsDir(u.spec.Migrations)}} {
 		if m.files == nil {
 			continue
 		}
@@ -130,8 +144,18 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 			return fmt.Errorf("%s consumer: %w", u.spec.Name, err)
 		}
 	}
+	for _, p := range u.spec.Projections {
+		cfg := projection.Config{Brokers: brokers, Conn: opts.Kafka, Namespace: opts.Namespace, Log: u.log}
+		if opts.Projector != nil {
+			opts.Projector(&cfg)
+		}
+		u.runners = append(u.runners, projection.New(cfg, u.pool, reg, p))
+	}
 	return nil
 }
+
+// Projections are the runners of the unit's projections, none unless it is a read model.
+func (u *Unit) Projections() []*projection.Runner { return u.runners }
 
 // Name is the service's name.
 func (u *Unit) Name() string { return u.spec.Name }
@@ -170,6 +194,9 @@ func (u *Unit) Run(ctx context.Context) error {
 	g.Go(func() error { return wrap("relay", u.relay.Run(ctx)) })
 	if u.consumer != nil {
 		g.Go(func() error { return wrap("consumer", u.consumer.Run(ctx)) })
+	}
+	for _, r := range u.runners {
+		g.Go(func() error { return wrap("projection "+r.Projection().Name(), r.Run(ctx)) })
 	}
 	if w, ok := u.svc.(Worker); ok {
 		g.Go(func() error { return wrap("background work", w.Run(ctx)) })

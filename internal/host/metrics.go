@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/choreo-dev/choreo/internal/projection"
 )
 
 // Metrics serves /metrics for the given units: each unit's relay (published rows, retries, backlog and the
@@ -33,10 +35,19 @@ var (
 	consRetries    = prometheus.NewDesc("choreo_consumer_retries_total", "Batches retried after a failure.", labels, nil)
 	consConflicts  = prometheus.NewDesc("choreo_consumer_lock_conflicts_total", "Batches retried at once after a deadlock or serialization failure.", labels, nil)
 	consFetchErrs  = prometheus.NewDesc("choreo_consumer_fetch_errors_total", "Failed fetches from Kafka (broker unreachable, rebalance failures).", labels, nil)
+	projLabels     = []string{"service", "projection"}
+	projApplied    = prometheus.NewDesc("choreo_projection_events_total", "Events the live projection applied.", projLabels, nil)
+	projSkipped    = prometheus.NewDesc("choreo_projection_skipped_total", "Messages the live projection skipped: no event, or a payload that does not decode.", projLabels, nil)
+	projRestarts   = prometheus.NewDesc("choreo_projection_restarts_total", "Times the live projection started over from its stored positions (after a replay's swap or an error).", projLabels, nil)
+	replayApplied  = prometheus.NewDesc("choreo_replay_applied_events", "Events the latest replay of the projection applied to its new copy (wherever the replay runs).", projLabels, nil)
+	replayTotal    = prometheus.NewDesc("choreo_replay_total_events", "Events the latest replay of the projection has to apply, as far as known.", projLabels, nil)
+	replayRate     = prometheus.NewDesc("choreo_replay_events_per_second", "Events a second the latest replay of the projection applied.", projLabels, nil)
+	replayRunning  = prometheus.NewDesc("choreo_replay_running", "1 while a replay of the projection builds its new copy.", projLabels, nil)
 )
 
 func (c unitCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consFetchErrs} {
+	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consFetchErrs,
+		projApplied, projSkipped, projRestarts, replayApplied, replayTotal, replayRate, replayRunning} {
 		ch <- d
 	}
 }
@@ -54,6 +65,7 @@ func (c unitCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(relayOldest, prometheus.GaugeValue, oldest.Seconds(), name)
 		}
 		cancel()
+		c.collectProjections(ch, u)
 		if u.consumer == nil {
 			continue
 		}
@@ -72,4 +84,30 @@ func boolValue(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// collectProjections reports u's live projections and the progress of their latest replays, which the
+// replay records in the unit's database, so that it shows here wherever it runs.
+func (c unitCollector) collectProjections(ch chan<- prometheus.Metric, u *Unit) {
+	if len(u.runners) == 0 {
+		return
+	}
+	for _, r := range u.runners {
+		st, name := r.Stats(), r.Projection().Name()
+		ch <- prometheus.MustNewConstMetric(projApplied, prometheus.CounterValue, float64(st.Applied), u.Name(), name)
+		ch <- prometheus.MustNewConstMetric(projSkipped, prometheus.CounterValue, float64(st.Skipped), u.Name(), name)
+		ch <- prometheus.MustNewConstMetric(projRestarts, prometheus.CounterValue, float64(st.Restarts), u.Name(), name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	replays, err := projection.Replays(ctx, u.pool)
+	if err != nil {
+		return
+	}
+	for _, rp := range replays {
+		ch <- prometheus.MustNewConstMetric(replayApplied, prometheus.GaugeValue, float64(rp.Applied), u.Name(), rp.Projection)
+		ch <- prometheus.MustNewConstMetric(replayTotal, prometheus.GaugeValue, float64(rp.Total), u.Name(), rp.Projection)
+		ch <- prometheus.MustNewConstMetric(replayRate, prometheus.GaugeValue, rp.Rate, u.Name(), rp.Projection)
+		ch <- prometheus.MustNewConstMetric(replayRunning, prometheus.GaugeValue, boolValue(rp.Running), u.Name(), rp.Projection)
+	}
 }

@@ -21,7 +21,7 @@ import (
 // Upstreams are the base URLs of the services behind the ingress.
 type Upstreams struct {
 	Order     string // POST /v1/orders
-	OrderView string // GET /v1/orders..., the timeline pages under /orders
+	OrderView string // GET /v1/orders..., the timeline pages under /orders, GET /v1/reports/sales
 	Inventory string // /v1/products...
 }
 
@@ -34,7 +34,7 @@ func New(up Upstreams, guard func(http.Handler) http.Handler, log zerolog.Logger
 		target   string
 	}{
 		{[]string{"POST /v1/orders"}, up.Order},
-		{[]string{"GET /v1/orders", "GET /v1/orders/{id}", "GET /orders", "GET /orders/{id}"}, up.OrderView},
+		{[]string{"GET /v1/orders", "GET /v1/orders/{id}", "GET /orders", "GET /orders/{id}", "GET /v1/reports/sales"}, up.OrderView},
 		{[]string{"GET /v1/products", "PUT /v1/products/{sku}"}, up.Inventory},
 	}
 	var checks []httpapi.Check

@@ -24,6 +24,8 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusNotFound, "no order has this id (a new order shows up once its order.placed is projected)"))
+	case errors.Is(err, ErrNotBuilt):
+		writeNotBuilt(w, r)
 	case err != nil:
 		s.log.Error().Err(err).Str("order_id", id.String()).Msg("get order failed")
 		httpapi.WriteError(w, r, err)
@@ -39,6 +41,10 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := s.listVisible(r.Context(), f)
+	if errors.Is(err, ErrNotBuilt) {
+		writeNotBuilt(w, r)
+		return
+	}
 	if err != nil {
 		s.log.Error().Err(err).Msg("list orders failed")
 		httpapi.WriteError(w, r, err)
@@ -90,4 +96,10 @@ func parseFilter(q url.Values) (Filter, []httpapi.FieldError) {
 		}
 	}
 	return f, errs
+}
+
+// writeNotBuilt answers 503 while the first copy of the read model is built (it is swapped in whole).
+func writeNotBuilt(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusServiceUnavailable, "the order read model is being built from the event history; retry shortly"))
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/projection"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 )
@@ -36,12 +36,10 @@ func newFixture(t *testing.T, cfg orderview.Config) fixture {
 	t.Helper()
 	ctx := context.Background()
 	pool := testenv.Postgres(t)
-	spec := orderview.Spec(cfg)
-	if err := postgres.Migrate(ctx, pool, "inbox", consumer.Migrations()); err != nil {
-		t.Fatalf("migrate inbox: %v", err)
-	}
-	if err := postgres.Migrate(ctx, pool, spec.Name, postgres.MigrationsDir(spec.Migrations)); err != nil {
-		t.Fatalf("migrate orderview: %v", err)
+	for _, p := range orderview.Spec(cfg).Projections {
+		if err := projection.Create(ctx, pool, p); err != nil {
+			t.Fatalf("create %s: %v", p.Name(), err)
+		}
 	}
 	svc, err := orderview.New(cfg, pool, testenv.Logger(t))
 	if err != nil {
@@ -54,37 +52,35 @@ func newFixture(t *testing.T, cfg orderview.Config) fixture {
 	return fixture{svc: svc, pool: pool, srv: srv}
 }
 
-// project applies each event in its own transaction, decoded as the consumer runtime decodes it.
+// project applies each event as a batch of its own, decoded as the projection runtime decodes it.
 func (f fixture) project(t *testing.T, evs ...events.Envelope) {
 	t.Helper()
 	for _, e := range evs {
-		if err := f.tryProject(e); err != nil {
-			t.Fatalf("project %s %s: %v", e.Type, e.ID, err)
-		}
+		f.projectBatch(t, e)
 	}
 }
 
-func (f fixture) tryProject(e events.Envelope) error {
+// projectBatch applies evs as one batch to every projection of the read model.
+func (f fixture) projectBatch(t *testing.T, evs ...events.Envelope) {
+	t.Helper()
 	ctx := context.Background()
 	reg, err := events.Catalog()
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	ev := consumer.Event{Envelope: e}
-	ev.Payload, err = reg.Decode(e)
-	var unknown *events.UnknownTypeError
-	if err != nil && !errors.As(err, &unknown) {
-		return err
+	batch := make([]consumer.Event, len(evs))
+	for i, e := range evs {
+		batch[i] = consumer.Event{Envelope: e}
+		var unknown *events.UnknownTypeError
+		if batch[i].Payload, err = reg.Decode(e); err != nil && !errors.As(err, &unknown) {
+			t.Fatalf("decode %s %s: %v", e.Type, e.ID, err)
+		}
 	}
-	tx, err := f.pool.Begin(ctx)
-	if err != nil {
-		return err
+	for _, p := range orderview.Spec(orderview.Config{}).Projections {
+		if err := projection.ApplyEvents(ctx, f.pool, p, batch); err != nil {
+			t.Fatalf("apply %d events to %s: %v", len(evs), p.Name(), err)
+		}
 	}
-	defer tx.Rollback(ctx)
-	if err := f.svc.Project(ctx, tx, ev); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
 }
 
 // get returns order id through the API, failing unless it answers 200.
@@ -101,7 +97,7 @@ func (f fixture) get(t *testing.T, id string) orderview.Order {
 func (f fixture) lookup(t *testing.T, id string) (orderview.Order, bool) {
 	t.Helper()
 	status, _, body := f.fetch(t, "/v1/orders/"+id)
-	if status == http.StatusNotFound {
+	if status == http.StatusNotFound || status == http.StatusServiceUnavailable { // 503: first copy being built
 		return orderview.Order{}, false
 	}
 	var o orderview.Order
@@ -175,7 +171,7 @@ func (s saga) unknown(eventType string, at time.Duration) events.Envelope {
 
 func (s saga) placed(at time.Duration, customer string, items ...events.Item) events.Envelope {
 	return s.event("order", at, events.OrderPlaced{OrderID: s.id, CustomerID: customer, Items: items, PaymentToken: "tok",
-		ShippingAddress: events.Address{Name: "A", Line1: "1 St", City: "C", PostalCode: "1", Country: "US"}, Deadline: base.Add(time.Hour)})
+		Currency: "USD", ShippingAddress: events.PostalAddress{Name: "A", Street: "St", HouseNumber: "1", City: "C", PostalCode: "1", Country: "US"}, Deadline: base.Add(time.Hour)})
 }
 
 func (s saga) reserved(at time.Duration, total int64, lines ...events.PricedLine) events.Envelope {

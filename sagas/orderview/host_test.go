@@ -2,20 +2,23 @@ package orderview_test
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
-	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/projection"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
@@ -25,22 +28,20 @@ import (
 type hosted struct {
 	fixture
 	unit *host.Unit
-	stop func()
 }
 
-// kafkaEnv is a broker and one topic per service (with its dead-letter topic), named for this test.
+// kafkaEnv is a broker and every service's topic under a namespace of this test.
 type kafkaEnv struct {
 	brokers []string
-	topics  map[string]string // service name → this test's topic for it
+	ns      string
 }
 
 func newKafkaEnv(t *testing.T) kafkaEnv {
 	t.Helper()
-	k := kafkaEnv{brokers: testenv.Kafka(t), topics: map[string]string{}}
+	k := kafkaEnv{brokers: testenv.Kafka(t), ns: testenv.Name(t, "ov") + "."}
 	var all []kafkaadmin.Topic
-	for _, s := range sagas.Services() {
-		k.topics[s] = testenv.Name(t, s)
-		all = append(all, kafkaadmin.Topic{Name: k.topics[s], Partitions: 3}, kafkaadmin.Topic{Name: k.topics[s] + consumer.DLQSuffix, Partitions: 1})
+	for _, topic := range sagas.Topics() {
+		all = append(all, kafkaadmin.Topic{Name: k.ns + topic, Partitions: 3})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -51,126 +52,97 @@ func newKafkaEnv(t *testing.T) kafkaEnv {
 }
 
 // produce publishes each event to the topic of the service that emits it (its Source).
-func (k kafkaEnv) produce(t *testing.T, evs ...events.Envelope) {
+func (k kafkaEnv) produce(t testing.TB, evs ...events.Envelope) {
 	t.Helper()
 	w := &kafka.Writer{Addr: kafka.TCP(k.brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	msgs := make([]kafka.Message, len(evs))
 	for i, e := range evs {
-		topic, ok := k.topics[e.Source]
-		if !ok {
-			t.Fatalf("no topic for source %q", e.Source)
-		}
-		msgs[i] = events.ToMessage(topic, e)
+		msgs[i] = events.ToMessage(k.ns+sagas.Topic(e.Source), e)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
-		t.Fatalf("produce: %v", err)
+		t.Errorf("produce: %v", err)
 	}
 }
 
-// host opens the read model as group on dbURL through host.Open and runs it until stop or the test's end.
-func (k kafkaEnv) host(t *testing.T, dbURL, group string) hosted {
+func (k kafkaEnv) config() projection.Config {
+	return projection.Config{Brokers: k.brokers, Namespace: k.ns, BatchEvents: 500, MaxWait: 20 * time.Millisecond}
+}
+
+// host opens the read model on dbURL through host.Open and runs it until the test's end.
+func (k kafkaEnv) host(t *testing.T, dbURL string) hosted {
 	t.Helper()
-	ctx := context.Background()
 	reg, err := events.Catalog()
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := orderview.Spec(orderview.Config{Group: group})
-	if spec.Name != group || spec.Topic != "" || !reflect.DeepEqual(spec.Consumes, sagas.Topics()) {
-		t.Fatalf("spec: name %q, topic %q, consumes %v", spec.Name, spec.Topic, spec.Consumes)
+	spec := orderview.Spec(orderview.Config{})
+	if !spec.Replayable() || len(spec.Consumes) != 0 {
+		t.Fatalf("spec %s: a read model must be replayable and consume through its projections only", spec.Name)
 	}
-	spec.Consumes = nil
-	for _, s := range sagas.Services() {
-		spec.Consumes = append(spec.Consumes, k.topics[s])
-	}
-	var svc *orderview.Service
-	build := spec.Build
-	spec.Build = func(d host.Deps) (host.Service, error) {
-		s, err := build(d)
-		svc, _ = s.(*orderview.Service)
-		return s, err
-	}
-	unit, err := host.Open(ctx, spec, dbURL, k.brokers, reg, testenv.Logger(t), host.Options{Consumer: func(c *consumer.Config) {
-		c.BackoffMin, c.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
-	}})
+	unit, err := host.Open(context.Background(), spec, dbURL, k.brokers, reg, testenv.Logger(t), host.Options{Namespace: k.ns,
+		Projector: func(c *projection.Config) { c.BatchEvents, c.MaxWait = 500, 20*time.Millisecond }})
 	if err != nil {
-		t.Fatalf("open %s: %v", group, err)
+		t.Fatalf("open: %v", err)
 	}
-	if svc == nil {
-		t.Fatal("Spec.Build did not build an *orderview.Service")
-	}
+	svc, _ := unit.Service().(*orderview.Service)
 	mux := http.NewServeMux()
 	unit.Routes(mux)
 	srv := httptest.NewServer(mux)
-	runCtx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- unit.Run(runCtx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
+	go func() { done <- unit.Run(ctx) }()
+	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run %s: %v", group, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("%s did not stop within 30s", group)
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
 		}
 		srv.Close()
 		unit.Close()
+	})
+	return hosted{fixture: fixture{svc: svc, pool: unit.Pool(), srv: srv}, unit: unit}
+}
+
+// runner is a second runner of the order projection on the hosted database: what `choreo replay` runs.
+func (h hosted) runner(t *testing.T, k kafkaEnv) *projection.Runner {
+	t.Helper()
+	reg, err := events.Catalog()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(stop)
-	return hosted{fixture: fixture{svc: svc, pool: unit.Pool(), srv: srv}, unit: unit, stop: stop}
+	cfg := k.config()
+	cfg.Log = testenv.Logger(t)
+	return projection.New(cfg, h.pool, reg, orderview.Projection{})
 }
 
-// eventually polls cond every 20ms until it holds, failing the test after within.
-
-// groupName is a consumer group unique to this call that is also a valid migration component name.
-func groupName(t *testing.T) string {
-	n := testenv.Name(t, "g")
-	return "ov_" + n[len(n)-8:]
-}
-
-func TestHostedProjectionDedupeAndReplay(t *testing.T) {
+func TestHostedProjectionReplayAndVerify(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	k := newKafkaEnv(t)
-	dbURL := testenv.DatabaseURL(t)
-	group := groupName(t)
-	h := k.host(t, dbURL, group)
+	h := k.host(t, testenv.DatabaseURL(t))
 	s := newSaga(t)
 
 	// stock.reserved first: the order exists only as a partial row, which the API does not show.
 	k.produce(t, s.reserved(100*time.Millisecond, 1200, events.PricedLine{SKU: "mug", Quantity: 2, PriceCents: 600}))
 	testenv.Eventually(t, 30*time.Second, "stock.reserved on the timeline", func() bool {
 		var n int
-		err := h.pool.QueryRow(ctx, `SELECT count(*) FROM timeline WHERE order_id = $1`, s.id).Scan(&n)
+		err := h.pool.QueryRow(ctx, `SELECT count(*) FROM orderview.timeline WHERE order_id = $1`, s.id).Scan(&n)
 		return err == nil && n == 1
 	})
 	if status, _, _ := h.fetch(t, "/v1/orders/"+s.id); status != http.StatusNotFound {
 		t.Fatalf("order before order.placed: status %d, want 404", status)
 	}
-
 	placed := s.placed(0, "cust-h", events.Item{SKU: "mug", Quantity: 2})
-	k.produce(t,
-		placed,
+	audit := s.unknown("audit.noted", 600*time.Millisecond) // a type the registry does not know still makes the timeline
+	audit.Source = sagas.Shipping
+	k.produce(t, placed,
 		s.event("payment", 200*time.Millisecond, events.PaymentDeclined{OrderID: s.id, Reason: "limit"}),
 		s.cancelled(300*time.Millisecond, events.ReasonPaymentDeclined),
 		s.released(400*time.Millisecond),
 		s.event("notification", 500*time.Millisecond, events.NotificationSent{OrderID: s.id, Outcome: "order.cancelled", Channel: "log"}),
-	)
-	// An event type the registry does not know still makes the timeline.
-	audit := s.unknown("audit.noted", 600*time.Millisecond)
-	audit.Source = sagas.Shipping
-	k.produce(t, audit)
-
+		audit, placed) // and order.placed again, as a relay may publish it twice
 	var settled orderview.Order
 	testenv.Eventually(t, 30*time.Second, "the cancelled order with its whole timeline", func() bool {
 		var found bool
@@ -182,41 +154,145 @@ func TestHostedProjectionDedupeAndReplay(t *testing.T) {
 		t.Fatalf("order %+v", settled)
 	}
 
-	// A redelivered event is recognised by the inbox and changes nothing.
-	k.produce(t, placed)
-	testenv.Eventually(t, 30*time.Second, "the redelivered order.placed deduplicated", func() bool {
-		return h.unit.Consumer().Stats().Duplicates >= 1
-	})
+	r := h.runner(t, k)
+	res, err := r.Rebuild(ctx, projection.RebuildOptions{Verify: true})
+	if err != nil || res.Different != 0 || res.Applied != 8 {
+		t.Fatalf("verify: %v; %d events, %d differences: %+v", err, res.Applied, res.Different, res.Differences)
+	}
+	// An operator's hand edit (or a bug fixed since) is a difference Verify reports.
+	if _, err := h.pool.Exec(ctx, `UPDATE orderview.orders SET status = 'CONFIRMED' WHERE id = $1`, s.id); err != nil {
+		t.Fatal(err)
+	}
+	res, err = r.Rebuild(ctx, projection.RebuildOptions{Verify: true})
+	if err != nil || res.Different != 1 || res.Differences[0].Table != "orders" || res.Differences[0].Key != s.id ||
+		!strings.Contains(res.Differences[0].Live, `"CONFIRMED"`) || !strings.Contains(res.Differences[0].Rebuilt, `"CANCELLED"`) {
+		t.Fatalf("verify after an edit: %v; %+v", err, res.Differences)
+	}
+	// The replay puts it right, online; the live runner continues from the new copy.
+	if res, err = r.Rebuild(ctx, projection.RebuildOptions{}); err != nil || !res.Swapped {
+		t.Fatalf("replay: %v (%+v)", err, res)
+	}
 	if again := h.get(t, s.id); !reflect.DeepEqual(again, settled) {
-		t.Fatalf("after a redelivery:\n got %+v\nwant %+v", again, settled)
+		t.Fatalf("after the replay:\n got %+v\nwant %+v", again, settled)
 	}
+	later := newSaga(t)
+	k.produce(t, later.placed(0, "cust-l", events.Item{SKU: "tea", Quantity: 1}))
+	testenv.Eventually(t, 30*time.Second, "an order placed after the swap", func() bool { _, ok := h.lookup(t, later.id); return ok })
+}
 
-	// Replay: stop, reset (as an operator's command would, with a pool of its own), and rebuild under a new
-	// group in the same database.
-	h.stop()
-	pool, err := postgres.Connect(ctx, dbURL)
+// TestReplayNeverShowsAPartialModel replays while orders keep arriving and readers keep counting: no read
+// sees fewer orders than the one before it, and at the end every order is there.
+func TestReplayNeverShowsAPartialModel(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	k := newKafkaEnv(t)
+	h := k.host(t, testenv.DatabaseURL(t))
+	count := func() int { // -1: no live copy yet
+		var n int
+		if err := h.pool.QueryRow(ctx, `SELECT count(*) FROM orderview.orders WHERE created_at IS NOT NULL`).Scan(&n); err != nil {
+			return -1
+		}
+		return n
+	}
+	sagaEvents := func() []events.Envelope {
+		s := newSaga(t)
+		return []events.Envelope{s.placed(0, "c", events.Item{SKU: "a", Quantity: 1}),
+			s.reserved(time.Second, 5, events.PricedLine{SKU: "a", Quantity: 1, PriceCents: 5}), s.confirmed(2 * time.Second)}
+	}
+	const before = 1500
+	var evs []events.Envelope
+	for range before {
+		evs = append(evs, sagaEvents()...)
+	}
+	k.produce(t, evs...)
+	testenv.Eventually(t, 60*time.Second, "the orders projected", func() bool { return count() == before })
+
+	stop := make(chan struct{})
+	var (
+		wg       sync.WaitGroup
+		placed   atomic.Int64
+		shrunk   atomic.Int64
+		readings atomic.Int64
+	)
+	placed.Store(before)
+	wg.Add(2)
+	go func() { // new orders keep arriving
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			k.produce(t, sagaEvents()...)
+			placed.Add(1)
+		}
+	}()
+	go func() { // readers never see fewer orders than before
+		defer wg.Done()
+		last := before
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := count()
+			if n < last {
+				shrunk.Add(1)
+				t.Errorf("a read saw %d orders after one saw %d", n, last)
+			}
+			last = max(last, n)
+			readings.Add(1)
+		}
+	}()
+	res, err := h.runner(t, k).Rebuild(ctx, projection.RebuildOptions{})
+	close(stop)
+	wg.Wait()
+	if err != nil || !res.Swapped {
+		t.Fatalf("replay: %v (%+v)", err, res)
+	}
+	testenv.Eventually(t, 60*time.Second, "every order, old and new, after the replay", func() bool { return count() == int(placed.Load()) })
+	t.Logf("replayed %d events at %.0f/s while %d orders arrived; %d reads, none saw fewer orders", res.Applied, res.Rate(), placed.Load()-before, readings.Load())
+}
+
+// TestStoredV1EventsReplayIntoTheSameModel projects a stored order.placed v1 and the same order as v2:
+// both give the same order (the v1 one in the default currency), live and after a replay.
+func TestStoredV1EventsReplayIntoTheSameModel(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	k := newKafkaEnv(t)
+	h := k.host(t, testenv.DatabaseURL(t))
+	data, err := os.ReadFile("testdata/order_placed_v1.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
-	admin, err := orderview.New(orderview.Config{Group: group}, pool, testenv.Logger(t))
-	if err != nil {
+	var v1 events.OrderPlacedV1
+	if err := json.Unmarshal(data, &v1); err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.Reset(ctx); err != nil {
-		t.Fatalf("reset: %v", err)
-	}
-	if _, err := admin.Get(ctx, settled.ID); !errors.Is(err, orderview.ErrNotFound) {
-		t.Fatalf("get after reset: %v, want ErrNotFound", err)
-	}
-	replay := k.host(t, dbURL, groupName(t))
-	var rebuilt orderview.Order
-	testenv.Eventually(t, 30*time.Second, "the replay to rebuild the order", func() bool {
-		var found bool
-		rebuilt, found = replay.lookup(t, s.id)
-		return found && len(rebuilt.Timeline) == 7
+	old, now := newSaga(t), newSaga(t)
+	stored := old.event("order", 0, events.OrderConfirmed{OrderID: old.id}) // an envelope, then the stored v1 payload
+	stored.Type, stored.Version, stored.Data = "order.placed", 1, data
+	v2 := v1.Upcast().(events.OrderPlaced)
+	k.produce(t, stored, now.event("order", 0, v2))
+	var a, b orderview.Order
+	testenv.Eventually(t, 30*time.Second, "both orders projected", func() bool {
+		var ok1, ok2 bool
+		a, ok1 = h.lookup(t, old.id)
+		b, ok2 = h.lookup(t, now.id)
+		return ok1 && ok2
 	})
-	if !reflect.DeepEqual(rebuilt, settled) {
-		t.Fatalf("rebuilt order differs:\n got %+v\nwant %+v", rebuilt, settled)
+	if a.Currency != "USD" || a.CustomerID != "alice" || !reflect.DeepEqual(a.Items, b.Items) || a.Currency != b.Currency || a.Status != b.Status {
+		t.Fatalf("v1 order %+v\nv2 order %+v", a, b)
+	}
+	if a.Timeline[0].Version != 1 || b.Timeline[0].Version != 2 {
+		t.Fatalf("timeline versions %d and %d, want 1 and 2", a.Timeline[0].Version, b.Timeline[0].Version)
+	}
+	if res, err := h.runner(t, k).Rebuild(ctx, projection.RebuildOptions{}); err != nil || !res.Swapped {
+		t.Fatalf("replay: %v", err)
+	}
+	if again := h.get(t, old.id); !reflect.DeepEqual(again, a) {
+		t.Fatalf("the v1 order after a replay:\n got %+v\nwant %+v", again, a)
 	}
 }

@@ -2,14 +2,12 @@ package orderview_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"reflect"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/httpapi"
 	"github.com/choreo-dev/choreo/sagas/orderview"
@@ -27,14 +25,14 @@ func TestStockReservedBeforeOrderPlaced(t *testing.T) {
 		t.Fatalf("order with only stock.reserved: status %d, problem %+v; want 404 until order.placed", status, p)
 	}
 	var n int
-	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM orders WHERE id = $1 AND total_cents = 1700`, s.id).Scan(&n); err != nil || n != 1 {
+	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM orderview.orders WHERE id = $1 AND total_cents = 1700`, s.id).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("partial row with the reserved total: %d rows (err %v), want 1", n, err)
 	}
 
 	f.project(t, s.placed(0, "cust-1", events.Item{SKU: "mug", Quantity: 2}, events.Item{SKU: "tea", Quantity: 1}))
 	got := f.get(t, s.id)
 	want := orderview.Order{
-		ID: got.ID, CustomerID: "cust-1", Status: orderview.Pending, Reason: "",
+		ID: got.ID, CustomerID: "cust-1", Status: orderview.Pending, Reason: "", Currency: "USD",
 		Items:      []orderview.Item{{SKU: "mug", Quantity: 2, PriceCents: ptr[int64](600)}, {SKU: "tea", Quantity: 1, PriceCents: ptr[int64](500)}},
 		TotalCents: ptr[int64](1700),
 		CreatedAt:  base, UpdatedAt: base.Add(time.Second), // the later event was applied first
@@ -225,58 +223,36 @@ func TestTimelineSortsByTimeThenID(t *testing.T) {
 	}
 }
 
-func TestEventWithoutOrderIDIsPermanentFailure(t *testing.T) {
+func TestEventWithoutOrderIDIsSkipped(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, orderview.Config{})
-	e := newSaga(t).unknown("x", 0)
+	s := newSaga(t)
+	e := s.unknown("x", 0)
 	e.Subject = "not-a-uuid"
-	err := f.tryProject(e)
-	if err == nil || !consumer.IsPermanent(err) {
-		t.Fatalf("project with subject %q: %v, want a permanent error", e.Subject, err)
+	f.projectBatch(t, e, s.placed(0, "c", events.Item{SKU: "a", Quantity: 1}))
+	if o := f.get(t, s.id); len(o.Timeline) != 1 {
+		t.Fatalf("timeline %+v, want only order.placed", o.Timeline)
 	}
 }
 
-func TestReset(t *testing.T) {
+// TestOneBatchFoldsEachOrder applies a whole saga, outcome before placement and a duplicate among them,
+// as one batch: the set-wise upsert must give what one event at a time gives.
+func TestOneBatchFoldsEachOrder(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	f := newFixture(t, orderview.Config{Group: "ov_reset"})
+	f, g := newFixture(t, orderview.Config{}), newFixture(t, orderview.Config{})
 	s := newSaga(t)
-	f.project(t, s.placed(0, "c", events.Item{SKU: "a", Quantity: 1}), s.reserved(time.Second, 1, events.PricedLine{SKU: "a", Quantity: 1, PriceCents: 1}))
-	for i, group := range []string{"ov_reset", "ov_reset", "other"} {
-		if _, err := f.pool.Exec(ctx, `INSERT INTO inbox (consumer, event_id, topic, partition, "offset") VALUES ($1, gen_random_uuid(), 't', 0, $2)`, group, i); err != nil {
-			t.Fatal(err)
-		}
+	placed := s.placed(0, "cust-b", events.Item{SKU: "mug", Quantity: 2})
+	evs := []events.Envelope{
+		s.reserved(time.Second, 1200, events.PricedLine{SKU: "mug", Quantity: 2, PriceCents: 600}),
+		placed, s.cancelled(2*time.Second, events.ReasonPaymentDeclined), placed, s.confirmed(3 * time.Second),
 	}
-
-	id := f.get(t, s.id).ID
-
-	if err := f.svc.Reset(ctx); err != nil {
-		t.Fatalf("reset: %v", err)
+	f.projectBatch(t, evs...)
+	g.project(t, evs...)
+	batch, single := f.get(t, s.id), g.get(t, s.id)
+	if !reflect.DeepEqual(batch, single) {
+		t.Fatalf("one batch:\n %+v\none event at a time:\n %+v", batch, single)
 	}
-	if _, err := f.svc.Get(ctx, id); !errors.Is(err, orderview.ErrNotFound) {
-		t.Fatalf("get after reset: %v, want ErrNotFound", err)
-	}
-	count := func(sql string, args ...any) int {
-		t.Helper()
-		var n int
-		if err := f.pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	for _, c := range []struct {
-		what string
-		sql  string
-		args []any
-		want int
-	}{
-		{"orders", `SELECT count(*) FROM orders`, nil, 0},
-		{"timeline", `SELECT count(*) FROM timeline`, nil, 0},
-		{"inbox rows of the group", `SELECT count(*) FROM inbox WHERE consumer = $1`, []any{"ov_reset"}, 0},
-		{"inbox rows of another consumer", `SELECT count(*) FROM inbox WHERE consumer = $1`, []any{"other"}, 1},
-	} {
-		if got := count(c.sql, c.args...); got != c.want {
-			t.Errorf("after reset, %s: %d, want %d", c.what, got, c.want)
-		}
+	if batch.Status != orderview.Cancelled || len(batch.Timeline) != 4 || *batch.TotalCents != 1200 || batch.Currency != "USD" {
+		t.Fatalf("order %+v", batch)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/choreo-dev/choreo/events"
 )
@@ -22,6 +23,7 @@ type Order struct {
 	Status     string    `json:"status"`
 	Reason     string    `json:"reason"` // why it was cancelled; "" otherwise
 	Items      []Item    `json:"items"`
+	Currency   string    `json:"currency"`    // of the prices; USD for orders placed before order.placed v2
 	TotalCents *int64    `json:"total_cents"` // null until stock.reserved priced the order
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
@@ -47,6 +49,18 @@ type Entry struct {
 
 // ErrNotFound means no order.placed has been projected for the order (it may still be on its way).
 var ErrNotFound = errors.New("order not found")
+
+// ErrNotBuilt means the read model has no live copy yet: its first build from the topics is running.
+var ErrNotBuilt = errors.New("the order read model is being built")
+
+// notBuilt turns the error of a query on a missing table into ErrNotBuilt.
+func notBuilt(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return ErrNotBuilt
+	}
+	return err
+}
 
 // ErrInvalidCursor means a Filter.Cursor was not one List returned.
 var ErrInvalidCursor = errors.New("invalid cursor")
@@ -78,13 +92,14 @@ type orderRow struct {
 	Status      string              `db:"status"`
 	Reason      string              `db:"reason"`
 	Items       []events.Item       `db:"items"`
+	Currency    *string             `db:"currency"`
 	PricedLines []events.PricedLine `db:"priced_lines"`
 	TotalCents  *int64              `db:"total_cents"`
 	CreatedAt   time.Time           `db:"created_at"`
 	UpdatedAt   time.Time           `db:"updated_at"`
 }
 
-const orderColumns = `id, customer_id, status, reason, items, priced_lines, total_cents, created_at, updated_at`
+const orderColumns = `id, customer_id, status, reason, items, currency, priced_lines, total_cents, created_at, updated_at`
 
 // order merges the placed lines with the prices inventory reserved them at.
 func (r orderRow) order() Order {
@@ -99,8 +114,12 @@ func (r orderRow) order() Order {
 			items[i].PriceCents = &p
 		}
 	}
+	currency := events.DefaultCurrency
+	if r.Currency != nil {
+		currency = *r.Currency
+	}
 	return Order{
-		ID: r.ID, CustomerID: r.CustomerID, Status: r.Status, Reason: r.Reason, Items: items,
+		ID: r.ID, CustomerID: r.CustomerID, Status: r.Status, Reason: r.Reason, Items: items, Currency: currency,
 		TotalCents: r.TotalCents, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 	}
 }
@@ -113,16 +132,16 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (Order, error) {
 		return Order{}, fmt.Errorf("get order %s: begin: %w", id, err)
 	}
 	defer tx.Rollback(ctx)
-	rows, _ := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND created_at IS NOT NULL`, id)
+	rows, _ := tx.Query(ctx, `SELECT `+orderColumns+` FROM orderview.orders WHERE id = $1 AND created_at IS NOT NULL`, id)
 	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[orderRow])
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Order{}, ErrNotFound
 	}
 	if err != nil {
-		return Order{}, fmt.Errorf("get order %s: %w", id, err)
+		return Order{}, fmt.Errorf("get order %s: %w", id, notBuilt(err))
 	}
 	o := row.order()
-	rows, _ = tx.Query(ctx, `SELECT event_id, type, version, source, time FROM timeline WHERE order_id = $1 ORDER BY time, event_id`, id)
+	rows, _ = tx.Query(ctx, `SELECT event_id, type, version, source, time FROM orderview.timeline WHERE order_id = $1 ORDER BY time, event_id`, id)
 	o.Timeline, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
 		var e Entry
 		err := r.Scan(&e.EventID, &e.Type, &e.Version, &e.Source, &e.Time)
@@ -170,12 +189,12 @@ func (s *Service) List(ctx context.Context, f Filter) (Page, error) {
 		cond("(created_at, id) < ($%d, $%d)", after.createdAt, after.id)
 	}
 	args = append(args, limit+1) // one more tells whether there is a next page
-	q := fmt.Sprintf(`SELECT %s FROM orders WHERE %s ORDER BY created_at DESC, id DESC LIMIT $%d`,
+	q := fmt.Sprintf(`SELECT %s FROM orderview.orders WHERE %s ORDER BY created_at DESC, id DESC LIMIT $%d`,
 		orderColumns, strings.Join(where, " AND "), len(args))
 	rows, _ := s.pool.Query(ctx, q, args...)
 	found, err := pgx.CollectRows(rows, pgx.RowToStructByName[orderRow])
 	if err != nil {
-		return Page{}, fmt.Errorf("list orders: %w", err)
+		return Page{}, fmt.Errorf("list orders: %w", notBuilt(err))
 	}
 	p := Page{Orders: make([]Order, 0, min(len(found), limit))}
 	for _, r := range found[:min(len(found), limit)] {

@@ -22,12 +22,17 @@ type PlaceRequest struct {
 	Items           []events.Item  `json:"items"`
 	PaymentToken    string         `json:"payment_token"`
 	ShippingAddress events.Address `json:"shipping_address"`
+	// Currency of the order's prices, ISO 4217; empty means events.DefaultCurrency.
+	Currency string `json:"currency,omitempty"`
 }
 
 // MaxLines is the most lines one order may have.
 const MaxLines = 100
 
-var countryCode = regexp.MustCompile(`^[A-Z]{2}$`)
+var (
+	countryCode  = regexp.MustCompile(`^[A-Z]{2}$`)
+	currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
+)
 
 // Validate lists every invalid field of the request.
 func (r PlaceRequest) Validate() []httpapi.FieldError {
@@ -62,6 +67,9 @@ func (r PlaceRequest) Validate() []httpapi.FieldError {
 		if v == "" || len(v) > 200 {
 			bad("shipping_address."+field, "required, at most 200 characters")
 		}
+	}
+	if r.Currency != "" && !currencyCode.MatchString(r.Currency) {
+		bad("currency", "an ISO 4217 code such as USD")
 	}
 	if !countryCode.MatchString(a.Country) {
 		bad("shipping_address.country", "required: an ISO 3166-1 alpha-2 code such as US")
@@ -103,9 +111,13 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, opts PlaceOptions
 		return Placed{}, fmt.Errorf("order id: %w", err)
 	}
 	deadline := s.clock().Add(s.cfg.Deadline).UTC()
-	placed := events.OrderPlaced{
-		OrderID: id.String(), CustomerID: req.CustomerID, Items: req.Items,
-		PaymentToken: req.PaymentToken, ShippingAddress: req.ShippingAddress, Deadline: deadline,
+	currency := req.Currency
+	if currency == "" {
+		currency = events.DefaultCurrency
+	}
+	placed := events.OrderPlaced{ // version 2: the currency named, the address split
+		OrderID: id.String(), CustomerID: req.CustomerID, Items: req.Items, Currency: currency,
+		PaymentToken: req.PaymentToken, ShippingAddress: req.ShippingAddress.Split(), Deadline: deadline,
 	}
 	ev, err := events.New(s.emit.Source, id.String(), placed)
 	if err != nil {

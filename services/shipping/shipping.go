@@ -113,7 +113,9 @@ func (s *Service) schedule(ctx context.Context, tx pgx.Tx, ev consumer.Event, or
 	if st.Status != Waiting || st.Address == nil || !st.Authorized {
 		return nil
 	}
-	var addr events.Address
+	// Addresses stored before order.placed v2 have line1 instead of street and house_number; only the
+	// country is read here, which both versions carry.
+	var addr events.PostalAddress
 	if err := json.Unmarshal(st.Address, &addr); err != nil {
 		return consumer.Permanent(fmt.Errorf("shipment %s has an unreadable address: %w", orderID, err))
 	}

@@ -18,7 +18,7 @@ func spec() shipping.Config { return shipping.Config{Countries: []string{"US", "
 
 func placed(t *testing.T, country string) events.Envelope {
 	return servicetest.Event(t, "order", "o", events.OrderPlaced{OrderID: "o", CustomerID: "c", Items: []events.Item{{SKU: "A", Quantity: 1}},
-		ShippingAddress: events.Address{Name: "n", Line1: "l", City: "c", PostalCode: "p", Country: country}})
+		Currency: "USD", ShippingAddress: events.PostalAddress{Name: "n", Street: "l", City: "c", PostalCode: "p", Country: country}})
 }
 
 func authorized(t *testing.T) events.Envelope {

@@ -8,11 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/sagas"
+	"github.com/choreo-dev/choreo/sagas/orderview"
 )
 
 func jsonField(t *testing.T, body []byte, field string) string {
@@ -68,11 +71,13 @@ func (h *harness) drained() {
 			if err := u.Pool().QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&backlog); err != nil || backlog > 0 {
 				return false
 			}
-			topics := sagas.Subscriptions(svc)
 			if svc == "orderview" {
-				topics = sagas.Topics()
+				if lag, err := projectionLag(ctx, h.cfg.Brokers, u.Pool(), ns); err != nil || lag > 0 {
+					return false
+				}
+				continue
 			}
-			for _, topic := range topics {
+			for _, topic := range sagas.Subscriptions(svc) {
 				if lag, err := groupLag(ctx, h.cfg.Brokers, ns+svc, ns+topic); err != nil || lag > 0 {
 					return false
 				}
@@ -80,6 +85,30 @@ func (h *harness) drained() {
 		}
 		return true
 	})
+}
+
+// projectionLag is how many events of their topics the read model's projections have not applied yet,
+// by the positions stored beside their rows.
+func projectionLag(ctx context.Context, brokers []string, pool *pgxpool.Pool, ns string) (int64, error) {
+	var lag int64
+	for _, p := range orderview.Spec(orderview.Config{}).Projections {
+		for _, topic := range p.Topics() {
+			ends, err := kafkaadmin.EndOffsets(ctx, brokers, ns+topic)
+			if err != nil {
+				return 0, err
+			}
+			for part, end := range ends {
+				var next int64
+				err := pool.QueryRow(ctx, `SELECT coalesce(max(next_offset), 0) FROM `+pgx.Identifier{p.Name(), "_positions"}.Sanitize()+
+					` WHERE topic = $1 AND partition = $2`, ns+topic, part).Scan(&next)
+				if err != nil {
+					return 0, err
+				}
+				lag += end - next
+			}
+		}
+	}
+	return lag, nil
 }
 
 // groupLag is how many messages of topic group has not committed yet.
