@@ -23,6 +23,13 @@ const (
 	HeaderDLQTime      = "dlq_time"
 )
 
+// AppendDeadLetter writes m, unchanged but for the dlq_* headers naming reason and consumer, to the outbox
+// for m's dead-letter topic, in tx: for runtimes other than Consumer (a projection) that meet an event
+// they cannot apply.
+func AppendDeadLetter(ctx context.Context, tx outbox.Execer, m kafka.Message, consumer string, reason error) error {
+	return appendDeadLetter(ctx, tx, m, consumer, reason)
+}
+
 // appendDeadLetter writes m, unchanged but for the dlq_* headers, to the outbox for m's dead-letter topic.
 func appendDeadLetter(ctx context.Context, tx outbox.Execer, m kafka.Message, group string, reason error) error {
 	headers := make([]kafka.Header, 0, len(m.Headers)+6)

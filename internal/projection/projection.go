@@ -109,9 +109,10 @@ type partition struct {
 // positions are the next offsets to apply, by partition.
 type positions map[partition]int64
 
-// setSearchPath points tx's unqualified names at schema until tx ends.
+// setSearchPath points tx's unqualified names at schema until tx ends, then at public (where the service's
+// outbox is, for dead letters).
 func setSearchPath(ctx context.Context, tx pgx.Tx, schema string) error {
-	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, pgx.Identifier{schema}.Sanitize()); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, pgx.Identifier{schema}.Sanitize()+", public"); err != nil {
 		return fmt.Errorf("use schema %s: %w", schema, err)
 	}
 	return nil

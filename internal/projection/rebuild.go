@@ -230,7 +230,7 @@ func (r *Runner) applyShadow(ctx context.Context, shadow string, msgs []kafka.Me
 	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
 		return fmt.Errorf("relax durability of %s: %w", shadow, err)
 	}
-	moved, err := r.apply(ctx, tx, shadow, msgs)
+	moved, err := r.apply(ctx, tx, shadow, msgs, false)
 	if err != nil {
 		return err
 	}
@@ -298,7 +298,7 @@ func (r *Runner) finish(ctx context.Context, shadow string, start, pos positions
 		if err != nil {
 			return res, false, err
 		}
-		moved, err := r.apply(ctx, tx, shadow, msgs)
+		moved, err := r.apply(ctx, tx, shadow, msgs, false)
 		if err != nil {
 			return res, false, err
 		}

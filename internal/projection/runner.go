@@ -171,7 +171,7 @@ func (r *Runner) applyLive(ctx context.Context, committed positions, msgs []kafk
 	if !maps.Equal(now, committed) {
 		return nil, errMoved
 	}
-	moved, err := r.apply(ctx, tx, r.proj.Name(), msgs)
+	moved, err := r.apply(ctx, tx, r.proj.Name(), msgs, true)
 	if err != nil {
 		return nil, err
 	}
@@ -181,8 +181,10 @@ func (r *Runner) applyLive(ctx context.Context, committed positions, msgs []kafk
 	return moved, nil
 }
 
-// apply decodes msgs and applies them, with the positions they move, to schema in tx.
-func (r *Runner) apply(ctx context.Context, tx pgx.Tx, schema string, msgs []kafka.Message) (positions, error) {
+// apply decodes msgs and applies them, with the positions they move, to schema in tx. With deadLetter (the
+// live copy), a message that cannot be applied goes to its topic's dead-letter topic through the outbox,
+// in tx, exactly once; a rebuild only counts it (the live copy dead-lettered it when it first came).
+func (r *Runner) apply(ctx context.Context, tx pgx.Tx, schema string, msgs []kafka.Message, deadLetter bool) (positions, error) {
 	if err := setSearchPath(ctx, tx, schema); err != nil {
 		return nil, err
 	}
@@ -190,8 +192,15 @@ func (r *Runner) apply(ctx context.Context, tx pgx.Tx, schema string, msgs []kaf
 	moved := positions{}
 	for _, m := range msgs {
 		moved[partition{m.Topic, m.Partition}] = m.Offset + 1
-		if ev, ok := r.decode(m); ok {
+		ev, err := r.decode(m)
+		if err == nil {
 			evs = append(evs, ev)
+			continue
+		}
+		if deadLetter {
+			if err := consumer.AppendDeadLetter(ctx, tx, m, r.proj.Name(), err); err != nil {
+				return nil, fmt.Errorf("dead-letter %s/%d/%d: %w", m.Topic, m.Partition, m.Offset, err)
+			}
 		}
 	}
 	if err := r.proj.Apply(ctx, tx, evs); err != nil {
@@ -200,25 +209,26 @@ func (r *Runner) apply(ctx context.Context, tx pgx.Tx, schema string, msgs []kaf
 	return moved, savePositions(ctx, tx, moved)
 }
 
-// decode reads m's envelope and payload. A message that is no event is skipped; a type the registry does
-// not know comes with a nil payload; a known type that does not decode is skipped (and logged): a read
-// model cannot stop for it, and a replay once the producer is fixed puts it right.
-func (r *Runner) decode(m kafka.Message) (consumer.Event, bool) {
+// decode reads m's envelope and payload. A type the registry does not know comes with a nil payload (the
+// timeline records it); a message that is no event, or a known type that does not decode, is an error:
+// the read model moves on without it (it cannot stop for it), the live copy dead-letters it, and a replay
+// once the producer is fixed puts it right.
+func (r *Runner) decode(m kafka.Message) (consumer.Event, error) {
 	env, err := events.FromMessage(m)
 	if err != nil {
 		r.skipped.Add(1)
-		r.log.Warn().Err(err).Str("topic", m.Topic).Int("partition", m.Partition).Int64("offset", m.Offset).Msg("skipped a message that is no event")
-		return consumer.Event{}, false
+		r.log.Warn().Err(err).Str("topic", m.Topic).Int("partition", m.Partition).Int64("offset", m.Offset).Msg("a message that is no event: not applied")
+		return consumer.Event{}, fmt.Errorf("not an event: %w", err)
 	}
 	ev := consumer.Event{Envelope: env, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
 	ev.Payload, err = r.reg.Decode(env)
 	var unknown *events.UnknownTypeError
 	if err != nil && !errors.As(err, &unknown) {
 		r.skipped.Add(1)
-		r.log.Warn().Err(err).Str("event_id", env.ID.String()).Str("type", env.Type).Msg("skipped an event whose payload does not decode")
-		return consumer.Event{}, false
+		r.log.Warn().Err(err).Str("event_id", env.ID.String()).Str("type", env.Type).Msg("an event whose payload does not decode: not applied")
+		return consumer.Event{}, err
 	}
-	return ev, true
+	return ev, nil
 }
 
 // partitions returns every partition of the projection's topics with its first and next offsets.
