@@ -238,9 +238,7 @@ func runIngress(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cc := console.Config{Brokers: cfg.KafkaBrokers, Kafka: cfg.KafkaConn, Orders: orders, OperatorToken: cfg.OperatorToken, Log: log}
-	for _, spec := range system.Specs(systemConfig(cfg)) {
-		cc.Services = append(cc.Services, console.Service{Name: spec.Name, Consumes: spec.Consumes})
-	}
+	cc.Services = system.ConsoleServices(system.Specs(systemConfig(cfg)))
 	con, err := console.New(cc)
 	if err != nil {
 		return err

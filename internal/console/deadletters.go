@@ -57,7 +57,7 @@ func (c *Console) deadLetters(ctx context.Context) (DeadLetters, error) {
 	}
 	read := map[string][]kafka.Message{} // dead-letter topic -> its newest messages
 	for _, svc := range c.cfg.Services {
-		sl := ServiceLetters{Service: svc.Name, Group: c.cfg.Namespace + svc.Name, Letters: []DeadLetter{}}
+		sl := ServiceLetters{Service: svc.Name, Group: c.cfg.Namespace + svc.Name, Letters: []DeadLetter{}, Topics: []string{}}
 		for _, t := range svc.Consumes {
 			dlq := c.topic(t) + consumer.DLQSuffix
 			sl.Topics = append(sl.Topics, dlq)

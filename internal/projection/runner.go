@@ -198,7 +198,7 @@ func (r *Runner) apply(ctx context.Context, tx pgx.Tx, schema string, msgs []kaf
 			continue
 		}
 		if deadLetter {
-			if err := consumer.AppendDeadLetter(ctx, tx, m, r.proj.Name(), err); err != nil {
+			if err := consumer.AppendDeadLetter(ctx, tx, m, r.cfg.Namespace+r.proj.Name(), err); err != nil {
 				return nil, fmt.Errorf("dead-letter %s/%d/%d: %w", m.Topic, m.Partition, m.Offset, err)
 			}
 		}

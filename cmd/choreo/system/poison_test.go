@@ -57,7 +57,7 @@ func TestReadModelDeadLettersAnEventItCannotDecode(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range letters {
-			if d.EventID == poison.ID && d.Consumer == "orderview" && d.Error != "" {
+			if d.EventID == poison.ID && d.Consumer == h.cfg.Host.Namespace+"orderview" && d.Error != "" {
 				return true
 			}
 		}

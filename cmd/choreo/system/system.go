@@ -161,9 +161,7 @@ func (s *System) Authenticated() bool { return s.auth.Enforced() }
 // consoleConfig points the console (/ui) at the system's topics, its read model and its databases.
 func (s *System) consoleConfig(cfg Config) console.Config {
 	cc := console.Config{Brokers: cfg.Brokers, Kafka: cfg.Host.Kafka, Namespace: cfg.Host.Namespace, OperatorToken: cfg.OperatorToken, Log: s.log}
-	for _, spec := range Specs(cfg) {
-		cc.Services = append(cc.Services, console.Service{Name: spec.Name, Consumes: spec.Consumes})
-	}
+	cc.Services = ConsoleServices(Specs(cfg))
 	if u := s.Unit(orderview.Spec(cfg.OrderView).Name); u != nil {
 		if view, ok := u.Service().(*orderview.Service); ok {
 			cc.Orders = view.List
@@ -222,4 +220,22 @@ func (s *System) Close() {
 		u.Close()
 	}
 	s.auth.Close()
+}
+
+// ConsoleServices describes the hosted units to the console: each with the topics it reads, a read model's
+// (which reads without a consumer group, and dead-letters like the services) included.
+func ConsoleServices(specs []host.Spec) []console.Service {
+	var out []console.Service
+	for _, spec := range specs {
+		reads := slices.Clone(spec.Consumes)
+		for _, p := range spec.Projections {
+			for _, t := range p.Topics() {
+				if !slices.Contains(reads, t) {
+					reads = append(reads, t)
+				}
+			}
+		}
+		out = append(out, console.Service{Name: spec.Name, Consumes: reads})
+	}
+	return out
 }
