@@ -88,7 +88,7 @@ func commands() []command {
 			run: func(ctx context.Context, cfg Config, _ []string, stdout io.Writer) error {
 				return replayReadModel(ctx, cfg, stdout)
 			}},
-		command{name: "dlq", args: "SERVICE", doc: "list the service's dead letters; 'dlq SERVICE redrive' hands them back once fixed",
+		command{name: "dlq", args: "SERVICE", doc: "list the service's dead letters; 'dlq SERVICE redrive' hands them back once fixed; 'dlq SERVICE parked' lists its parked keys, 'dlq SERVICE release KEY|--all' applies them in order",
 			run: deadLetters},
 		loadCommand(),
 		command{name: "healthcheck", doc: "exit 0 if this container's /healthz answers (for image health checks)",

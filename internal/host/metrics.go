@@ -12,7 +12,7 @@ import (
 
 // Metrics serves /metrics for the given units: each unit's relay (published rows, retries, backlog and the
 // age of its oldest row, whether it is the active instance) and consumer (applied, duplicate, ignored and
-// dead-lettered events, retries, fetch errors), read from the components at scrape time, plus the Go
+// dead-lettered and parked events, retries, fetch errors, parked keys), read from the components at scrape time, plus the Go
 // runtime. Labels: service.
 func Metrics(mux *http.ServeMux, units ...*Unit) {
 	reg := prometheus.NewRegistry()
@@ -33,10 +33,11 @@ var (
 	consRetries    = prometheus.NewDesc("choreo_consumer_retries_total", "Batches retried after a failure.", labels, nil)
 	consConflicts  = prometheus.NewDesc("choreo_consumer_lock_conflicts_total", "Batches retried at once after a deadlock or serialization failure.", labels, nil)
 	consFetchErrs  = prometheus.NewDesc("choreo_consumer_fetch_errors_total", "Failed fetches from Kafka (broker unreachable, rebalance failures).", labels, nil)
+	consParkedKeys = prometheus.NewDesc("choreo_consumer_parked_keys", "Keys whose events are parked after a failure outlasted its attempts (choreo dlq SERVICE parked).", labels, nil)
 )
 
 func (c unitCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consFetchErrs} {
+	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consFetchErrs, consParkedKeys} {
 		ch <- d
 	}
 }
@@ -64,6 +65,11 @@ func (c unitCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(consRetries, prometheus.CounterValue, float64(cs.Retries), name)
 		ch <- prometheus.MustNewConstMetric(consConflicts, prometheus.CounterValue, float64(cs.Conflicts), name)
 		ch <- prometheus.MustNewConstMetric(consFetchErrs, prometheus.CounterValue, float64(cs.FetchErrors), name)
+		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+		if n, err := u.consumer.ParkedKeys(ctx); err == nil {
+			ch <- prometheus.MustNewConstMetric(consParkedKeys, prometheus.GaugeValue, float64(n), name)
+		}
+		cancel()
 	}
 }
 
