@@ -53,8 +53,8 @@ func TestChaos(t *testing.T) {
 
 	faults := []struct {
 		after time.Duration // the previous fault was survived
-		what string
-		do   func()
+		what  string
+		do    func()
 	}{
 		{8 * time.Second, "SIGKILL inventory, restart", func() { r.killRestart(ctx, "inventory") }},
 		{8 * time.Second, "SIGKILL payment, restart", func() { r.killRestart(ctx, "payment") }},
