@@ -4,7 +4,7 @@ BIN       ?= bin/choreo
 PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build run test test-deploy load test-kafka test-race bench lint fmt up down kafka-fetch clean
+.PHONY: all build run test test-deploy load test-kafka test-race bench lint fmt up down kafka-fetch clean chaos
 
 all: lint test
 
@@ -38,6 +38,12 @@ kafka-fetch:
 ##             (KAFKA_VERSION=3.9.2 make test-kafka: the Kafka 3.9 compatibility run)
 test-kafka: kafka-fetch
 	scripts/with-kafka.sh $(GO) test $(TESTFLAGS) $(PKGS)
+
+## chaos: the services as separate processes on a real Kafka 4.4 broker and Postgres; during a load of orders
+##        SIGKILLs and restarts services, restarts the broker and Postgres, adds an instance (a rebalance);
+##        then checks every saga is final, stock and money conserved, one notification each, nothing doubled
+chaos: kafka-fetch
+	$(GO) test -tags chaos -run Chaos -count=1 -v -timeout 20m ./internal/testing/chaos
 
 test-race:
 	$(GO) test -race $(TESTFLAGS) $(PKGS)

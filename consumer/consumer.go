@@ -1,15 +1,19 @@
-// Package consumer is the runtime every service consumes events with: a kafka-go consumer group whose
-// partitions are processed in parallel and each in order. A batch of a partition's messages is applied in
-// one database transaction (one savepoint per message); each event id is recorded in the inbox table in
-// that transaction so redeliveries are skipped; the Kafka offset is committed only after the database.
-// Failures are retried with backoff; an event that cannot be decoded or whose handler fails permanently is
-// written, in the same transaction, to the outbox for the dead-letter topic "<topic>.dlq" with the reason.
+// Package consumer is the runtime every service consumes events with: a kafka-go consumer group in which
+// each assigned partition number (of every topic) has its own reader and worker, so partitions run in
+// parallel, each in order, and one that is retrying stalls no other. A batch of a partition's messages is
+// applied in one database transaction; each event id is recorded in the inbox table in that transaction so
+// redeliveries are skipped; the Kafka offset is committed only after the database. Failures are retried
+// with backoff; an event that cannot be decoded or whose handler fails permanently is written, in the same
+// transaction, to the outbox for the dead-letter topic "<topic>.dlq" with the reason. An event that keeps
+// failing transiently is parked instead, with its key: the key's later events queue behind it in the
+// parked table while other keys flow, until Releaser applies them in order.
 package consumer
 
 import (
 	"context"
 	"embed"
 	"errors"
+	"fmt"
 	"io/fs"
 	"sync"
 	"time"
@@ -40,7 +44,7 @@ type Config struct {
 	Conn    kafkaconn.Config // TLS and SASL to the brokers (zero: plaintext)
 
 	BatchSize      int           // most messages of one partition applied in one transaction (default 100)
-	MaxAttempts    int           // handler attempts before an event is dead-lettered (default 10)
+	MaxAttempts    int           // handler attempts before an event's key is parked (default 10)
 	BackoffMin     time.Duration // default 100ms
 	BackoffMax     time.Duration // default 10s
 	InboxRetention time.Duration // how long handled event ids are kept for dedupe (default 7 days)
@@ -97,59 +101,54 @@ func New(cfg Config, pool *pgxpool.Pool, router *Router, log zerolog.Logger) (*C
 func (c *Consumer) Stats() Stats { return c.stats.snapshot() }
 
 // Run consumes until ctx ends, then lets in-flight batches finish (within Config.Grace) and leaves the group.
+//
+// Each generation of the group hands this member some partition numbers (Range assignment gives a member the
+// same numbers of every topic: they have equal partition counts and are keyed by order id). Every number
+// gets a goroutine of its own that reads that partition of each topic and applies its messages, so one
+// worker sees all events of an order, and a partition whose events are being retried stalls nothing else.
 func (c *Consumer) Run(ctx context.Context) error {
-	reader := kafka.NewReader(kafka.ReaderConfig{
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    c.cfg.Group,
 		Brokers:               c.cfg.Brokers,
 		Dialer:                c.cfg.Conn.Dialer(),
-		GroupID:               c.cfg.Group,
-		GroupTopics:           c.cfg.Topics,
+		Topics:                c.cfg.Topics,
+		GroupBalancers:        []kafka.GroupBalancer{kafka.RangeGroupBalancer{}},
 		StartOffset:           kafka.FirstOffset,
-		MinBytes:              1,
-		MaxBytes:              10 << 20,
-		MaxWait:               500 * time.Millisecond,
-		CommitInterval:        0, // synchronous: CommitMessages returns once the broker has the offset
 		SessionTimeout:        c.cfg.SessionTimeout,
 		RebalanceTimeout:      c.cfg.RebalanceTimeout,
 		HeartbeatInterval:     c.cfg.HeartbeatInterval,
 		JoinGroupBackoff:      500 * time.Millisecond,
-		ReadBackoffMin:        50 * time.Millisecond,
-		ReadBackoffMax:        time.Second,
 		WatchPartitionChanges: true,
-		// Range assignment gives a member the same partition numbers of every topic (they have equal
-		// partition counts and are keyed by order id), so one worker sees all events of an order.
-		GroupBalancers: []kafka.GroupBalancer{kafka.RangeGroupBalancer{}},
-		ErrorLogger:    kafka.LoggerFunc(func(msg string, args ...any) { c.log.Warn().Msgf(msg, args...) }),
+		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { c.log.Warn().Msgf(msg, args...) }),
 	})
-	defer reader.Close()
-
-	// Workers keep applying what they already fetched until the grace period after ctx ends.
+	if err != nil {
+		return fmt.Errorf("consumer group %s: %w", c.cfg.Group, err)
+	}
+	// Workers finish the batch in hand when their generation ends; at shutdown within the grace period.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	defer context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.Grace, stopWork) })()
+	// Closing the group ends the current generation, waits for its partitions to stop, then leaves.
+	defer context.AfterFunc(ctx, func() { _ = group.Close() })()
+	defer group.Close()
 
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	wg.Add(1)
 	go func() { defer wg.Done(); c.cleanInbox(ctx) }()
 
-	workers := map[int]chan kafka.Message{} // by partition number, across topics
-	defer func() {
-		for _, ch := range workers {
-			close(ch)
-		}
-		wg.Wait()
-	}()
 	c.log.Info().Strs("topics", c.cfg.Topics).Msg("consumer started")
 	for failures := 0; ; {
-		m, err := reader.FetchMessage(ctx)
+		gen, err := group.Next(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
 				return nil
 			}
-			// The reader reports group errors (broker unreachable, rebalance failed) and keeps healing
-			// itself; a service must ride out a Kafka outage, so wait and fetch again.
+			// Joining failed (broker unreachable, rebalance in progress); the group keeps trying, and a
+			// service must ride out a Kafka outage, so wait and ask again.
 			c.stats.fetchErrors.Add(1)
 			d := retry.Backoff(failures, c.cfg.BackoffMin, c.cfg.BackoffMax)
-			c.log.Warn().Err(err).Dur("retry_in", d).Msg("fetch failed; retrying")
+			c.log.Warn().Err(err).Dur("retry_in", d).Msg("join consumer group failed; retrying")
 			if !retry.Sleep(ctx, d) {
 				return nil
 			}
@@ -157,18 +156,90 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
-		ch, ok := workers[m.Partition]
-		if !ok {
-			ch = make(chan kafka.Message, 2*c.cfg.BatchSize)
-			workers[m.Partition] = ch
-			w := &worker{c: c, reader: reader, in: ch, log: c.log.With().Int("partition", m.Partition).Logger()}
-			wg.Add(1)
-			go func() { defer wg.Done(); w.run(workCtx) }()
+		offsets := map[int]map[string]int64{} // partition number -> topic -> offset to start from
+		for topic, assigned := range gen.Assignments {
+			for _, a := range assigned {
+				if offsets[a.ID] == nil {
+					offsets[a.ID] = map[string]int64{}
+				}
+				offsets[a.ID][topic] = a.Offset
+			}
 		}
+		c.log.Info().Int32("generation", gen.ID).Int("partitions", len(offsets)).Msg("partitions assigned")
+		commit := generationCommitter(gen)
+		for number, from := range offsets {
+			gen.Start(func(genCtx context.Context) { c.runPartition(genCtx, workCtx, commit, number, from) })
+		}
+	}
+}
+
+// generationCommitter commits offsets in gen, one request at a time (the generation's coordinator
+// connection is shared by every partition).
+func generationCommitter(gen *kafka.Generation) commitFunc {
+	var mu sync.Mutex
+	return func(offsets map[string]map[int]int64) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return gen.CommitOffsets(offsets)
+	}
+}
+
+// runPartition applies partition number of every topic in from, each from its offset, until genCtx ends
+// (a rebalance or shutdown): the batch in hand is finished first, with workCtx for its database work.
+func (c *Consumer) runPartition(genCtx, workCtx context.Context, commit commitFunc, number int, from map[string]int64) {
+	log := c.log.With().Int("partition", number).Logger()
+	in := make(chan kafka.Message, 2*c.cfg.BatchSize)
+	var fetchers sync.WaitGroup
+	defer fetchers.Wait()
+	for topic, offset := range from {
+		r := kafka.NewReader(kafka.ReaderConfig{
+			Brokers:        c.cfg.Brokers,
+			Dialer:         c.cfg.Conn.Dialer(),
+			Topic:          topic,
+			Partition:      number,
+			MinBytes:       1,
+			MaxBytes:       10 << 20,
+			MaxWait:        500 * time.Millisecond,
+			ReadBackoffMin: 50 * time.Millisecond,
+			ReadBackoffMax: time.Second,
+			ErrorLogger:    kafka.LoggerFunc(func(msg string, args ...any) { log.Warn().Msgf(msg, args...) }),
+		})
+		if err := r.SetOffset(offset); err != nil { // only fails for a group reader
+			log.Error().Err(err).Str("topic", topic).Msg("set offset")
+		}
+		fetchers.Add(1)
+		go func() {
+			defer fetchers.Done()
+			defer r.Close()
+			c.fetch(genCtx, r, in, log)
+		}()
+	}
+	w := &worker{c: c, commit: commit, in: in, log: log}
+	w.run(genCtx, workCtx)
+}
+
+// fetch hands r's messages to in, in order, until ctx ends.
+func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader, in chan<- kafka.Message, log zerolog.Logger) {
+	for failures := 0; ; {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.stats.fetchErrors.Add(1)
+			d := retry.Backoff(failures, c.cfg.BackoffMin, c.cfg.BackoffMax)
+			log.Warn().Err(err).Dur("retry_in", d).Msg("fetch failed; retrying")
+			if !retry.Sleep(ctx, d) {
+				return
+			}
+			failures++
+			continue
+		}
+		failures = 0
 		select {
-		case ch <- m:
+		case in <- m:
 		case <-ctx.Done():
-			return nil
+			return
 		}
 	}
 }

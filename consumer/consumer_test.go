@@ -226,9 +226,12 @@ func TestPoisonEventsAreDeadLetteredAndProcessingContinues(t *testing.T) {
 	}
 }
 
-func TestTransientFailuresRetryThenGiveUp(t *testing.T) {
+// TestTransientFailuresRetryThenPark: a transient failure is retried; once its attempts are spent the
+// event is parked (not dead-lettered) and the events after it are applied.
+func TestTransientFailuresRetryThenPark(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 1)
+	group := testenv.Name(t, "group")
 	var flakyCalls, brokenCalls atomic.Int32
 	f.produce(t, events.ToMessage("", event(t, "o-flaky", 1)), events.ToMessage("", event(t, "o-broken", 1)), events.ToMessage("", event(t, "o-after", 1)))
 	c := f.start(t, cancelledRouter(t, func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
@@ -245,13 +248,9 @@ func TestTransientFailuresRetryThenGiveUp(t *testing.T) {
 			return errors.New("always broken")
 		}
 		return nil
-	}), func(c *consumer.Config) { c.MaxAttempts = 3 })
+	}), func(c *consumer.Config) { c.MaxAttempts, c.Group = 3, group })
 
-	dead := consume(t, f.brokers, f.topic+consumer.DLQSuffix, 1)
-	if h := headers(dead[0]); !strings.Contains(h[consumer.HeaderDLQError], "gave up after 3 attempts") {
-		t.Fatalf("dead letter error %q", h[consumer.HeaderDLQError])
-	}
-	testenv.Eventually(t, 10*time.Second, "flaky and after applied", func() bool { return f.appliedCount(t) == 2 })
+	testenv.Eventually(t, 30*time.Second, "flaky and after applied", func() bool { return f.appliedCount(t) == 2 })
 	rows, _ := f.pool.Query(context.Background(), `SELECT subject FROM applied ORDER BY n`)
 	subjects, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
@@ -263,9 +262,14 @@ func TestTransientFailuresRetryThenGiveUp(t *testing.T) {
 	if flakyCalls.Load() != 3 || brokenCalls.Load() != 3 {
 		t.Fatalf("flaky called %d times (want 3), broken %d (want 3)", flakyCalls.Load(), brokenCalls.Load())
 	}
+	parked := listParked(t, f, group)
+	if len(parked) != 1 || parked[0].Key != "o-broken" || !strings.Contains(parked[0].Reason, "gave up after 3 attempts: ") ||
+		!strings.Contains(parked[0].Reason, "always broken") || parked[0].EventType != "order.cancelled" {
+		t.Fatalf("parked %+v, want o-broken after 3 attempts", parked)
+	}
 	// The second attempt follows the first at once, alone in a savepoint; only later ones wait a backoff.
-	if s := c.Stats(); s.Retries < 2 {
-		t.Fatalf("stats %+v, want at least 2 retries after a backoff", s)
+	if s := c.Stats(); s.Retries < 2 || s.DeadLettered != 0 || s.Parked != 1 {
+		t.Fatalf("stats %+v, want at least 2 retries after a backoff, 1 parked, nothing dead-lettered", s)
 	}
 }
 

@@ -23,12 +23,11 @@ const (
 	duplicate
 	ignored
 	deadLettered
+	parked
 )
 
-// committer is the part of kafka.Reader a worker needs.
-type committer interface {
-	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
-}
+// commitFunc commits, per topic and partition, the offset of the next message to read.
+type commitFunc func(offsets map[string]map[int]int64) error
 
 // worker applies, in order, the messages of one partition number of every topic the consumer reads. Topics
 // are keyed by order id with equal partition counts and the group's assignment is co-partitioned, so all
@@ -36,7 +35,7 @@ type committer interface {
 // a time, and only rows shared across orders (a product's stock) need a lock order (Router.BeforeBatch).
 type worker struct {
 	c        *Consumer
-	reader   committer
+	commit   commitFunc
 	in       <-chan kafka.Message
 	log      zerolog.Logger
 	attempts map[msgKey]int // failed handler attempts, for messages at the head of the batch
@@ -50,37 +49,37 @@ type msgKey struct {
 
 func keyOf(m kafka.Message) msgKey { return msgKey{m.Topic, m.Offset} }
 
-func (w *worker) run(ctx context.Context) {
+// run applies the messages from w.in until stop ends; the batch in hand when it does is finished (but not
+// retried) with ctx, which bounds the database work.
+func (w *worker) run(stop, ctx context.Context) {
 	w.attempts = map[msgKey]int{}
 	batch := make([]kafka.Message, 0, w.c.cfg.BatchSize)
 	for {
-		m, ok := <-w.in
-		if !ok {
+		select {
+		case m := <-w.in:
+			batch = append(batch[:0], m)
+		case <-stop.Done():
 			return
 		}
-		batch = append(batch[:0], m)
 	fill:
 		for len(batch) < w.c.cfg.BatchSize {
 			select {
-			case m, ok := <-w.in:
-				if !ok {
-					break fill
-				}
+			case m := <-w.in:
 				batch = append(batch, m)
 			default:
 				break fill
 			}
 		}
-		if !w.process(ctx, batch) {
+		if !w.process(stop, ctx, batch) {
 			return
 		}
 	}
 }
 
-// process applies msgs, retrying until all are applied and their offsets committed; false once ctx ends.
-// A lock conflict (deadlock, serialization failure) is retried at once and does not count as an attempt of
-// the event: it says nothing about the event, only about timing.
-func (w *worker) process(ctx context.Context, msgs []kafka.Message) bool {
+// process applies msgs, retrying until all are applied and their offsets committed; false once stop or ctx
+// ends. A lock conflict (deadlock, serialization failure) is retried at once and does not count as an
+// attempt of the event: it says nothing about the event, only about timing.
+func (w *worker) process(stop, ctx context.Context, msgs []kafka.Message) bool {
 	conflicts := 0
 	for attempt := 0; len(msgs) > 0; {
 		n, err := w.apply(ctx, msgs)
@@ -92,7 +91,7 @@ func (w *worker) process(ctx context.Context, msgs []kafka.Message) bool {
 		if err == nil {
 			continue
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || stop.Err() != nil {
 			return false
 		}
 		if lockConflict(err) {
@@ -102,7 +101,7 @@ func (w *worker) process(ctx context.Context, msgs []kafka.Message) bool {
 			}
 			conflicts++
 			// Immediate retries; should two batches keep colliding, spread them apart a little.
-			if conflicts > 3 && !retry.Sleep(ctx, retry.Backoff(conflicts-3, w.c.cfg.BackoffMin/10, w.c.cfg.BackoffMin)) {
+			if conflicts > 3 && !retry.Sleep(stop, retry.Backoff(conflicts-3, w.c.cfg.BackoffMin/10, w.c.cfg.BackoffMin)) {
 				return false
 			}
 			continue
@@ -110,7 +109,7 @@ func (w *worker) process(ctx context.Context, msgs []kafka.Message) bool {
 		w.c.stats.retries.Add(1)
 		d := retry.Backoff(attempt, w.c.cfg.BackoffMin, w.c.cfg.BackoffMax)
 		w.log.Warn().Err(err).Int64("offset", msgs[0].Offset).Dur("retry_in", d).Msg("apply event failed; retrying")
-		if !retry.Sleep(ctx, d) {
+		if !retry.Sleep(stop, d) {
 			return false
 		}
 		attempt++
@@ -125,7 +124,8 @@ type routed struct {
 	ev      Event
 	id      uuid.UUID // the event id, or one derived from the message's place when it has no envelope
 	poison  error     // cannot be decoded: dead-lettered
-	skipped outcome   // duplicate or ignored, decided before the transaction's handlers run; else handled
+	skipped outcome   // duplicate, ignored or parked, decided before the handlers run (or by them); else handled
+	reason  error     // why it is parked
 }
 
 // apply runs msgs in one transaction and returns how many were durably applied (committed) before a
@@ -171,14 +171,14 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := w.markDuplicates(ctx, tx, batch); err != nil {
+	if err := w.markKnown(ctx, tx, batch); err != nil {
 		return 0, err
 	}
 	ctx, err = w.beginScope(ctx, tx, batch)
 	if err != nil {
 		return 0, err
 	}
-	var outcomes [deadLettered + 1]uint64
+	var outcomes [parked + 1]uint64
 	applied := 0
 	var stop error
 	for i := range batch {
@@ -202,7 +202,10 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 			return 0, fmt.Errorf("finish batch of %d events: %w", applied, err)
 		}
 	}
-	if err := w.recordInbox(ctx, tx, batch[:applied]); err != nil {
+	if err := recordInbox(ctx, tx, w.c.cfg.Group, batch[:applied]); err != nil {
+		return 0, err
+	}
+	if err := w.recordParked(ctx, tx, batch[:applied]); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -217,6 +220,7 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 	w.c.stats.duplicates.Add(outcomes[duplicate])
 	w.c.stats.ignored.Add(outcomes[ignored])
 	w.c.stats.deadLettered.Add(outcomes[deadLettered])
+	w.c.stats.parked.Add(outcomes[parked])
 	return applied, stop
 }
 
@@ -238,37 +242,53 @@ func (w *worker) route(msgs []kafka.Message) []routed {
 	return batch
 }
 
-// markDuplicates marks the messages whose event id the inbox already holds, or that repeat an earlier
-// message of the batch (a relay that crashed between publishing and deleting republishes), in one query.
-func (w *worker) markDuplicates(ctx context.Context, tx pgx.Tx, batch []routed) error {
+// markKnown marks, in one query, the messages whose event id the inbox already holds or that repeat an
+// earlier message of the batch (a relay that crashed between publishing and deleting republishes) as
+// duplicates, and those whose key is parked as parked: they queue behind the key's parked events.
+func (w *worker) markKnown(ctx context.Context, tx pgx.Tx, batch []routed) error {
 	ids := make([]uuid.UUID, 0, len(batch))
+	var keys []string
 	for _, r := range batch {
 		if r.skipped != ignored {
 			ids = append(ids, r.id)
+			if len(r.m.Key) > 0 {
+				keys = append(keys, string(r.m.Key))
+			}
 		}
 	}
 	if len(ids) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, `SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2)`, w.c.cfg.Group, ids)
-	if err != nil {
-		return fmt.Errorf("read inbox: %w", err)
-	}
-	known, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	rows, err := tx.Query(ctx, `SELECT event_id, NULL::text FROM inbox WHERE consumer = $1 AND event_id = ANY($2)
+		UNION ALL SELECT DISTINCT NULL::uuid, key FROM parked WHERE consumer = $1 AND key = ANY($3)`, w.c.cfg.Group, ids, keys)
 	if err != nil {
 		return fmt.Errorf("read inbox: %w", err)
 	}
 	seen := make(map[uuid.UUID]bool, len(batch))
-	for _, id := range known {
-		seen[id] = true
+	parkedKeys := map[string]bool{}
+	var id *uuid.UUID
+	var key *string
+	_, err = pgx.ForEachRow(rows, []any{&id, &key}, func() error {
+		if id != nil {
+			seen[*id] = true
+		} else if key != nil {
+			parkedKeys[*key] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read inbox: %w", err)
 	}
 	for i := range batch {
 		r := &batch[i]
 		if r.skipped == ignored {
 			continue
 		}
-		if seen[r.id] {
+		switch {
+		case seen[r.id]:
 			r.skipped = duplicate
+		case r.poison == nil && parkedKeys[string(r.m.Key)]:
+			r.skipped, r.reason = parked, errQueuedBehind
 		}
 		seen[r.id] = true
 	}
@@ -297,7 +317,7 @@ func (w *worker) beginScope(ctx context.Context, tx pgx.Tx, batch []routed) (con
 // recordInbox records the event ids of the batch's handled and dead-lettered messages in one statement.
 // Without ON CONFLICT: should another member of the group have applied one of them meanwhile (the overlap
 // of a rebalance), the unique key fails the transaction, and the retry finds the id and skips it.
-func (w *worker) recordInbox(ctx context.Context, tx pgx.Tx, batch []routed) error {
+func recordInbox(ctx context.Context, tx pgx.Tx, group string, batch []routed) error {
 	var ids []uuid.UUID
 	var topics []string
 	var partitions []int32
@@ -315,7 +335,7 @@ func (w *worker) recordInbox(ctx context.Context, tx pgx.Tx, batch []routed) err
 		return nil
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO inbox (consumer, event_id, topic, partition, "offset")
-		SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])`, w.c.cfg.Group, ids, topics, partitions, offsets)
+		SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])`, group, ids, topics, partitions, offsets)
 	if err != nil {
 		return fmt.Errorf("record %d events in inbox: %w", len(ids), err)
 	}
@@ -338,31 +358,19 @@ func (w *worker) applyDirect(ctx context.Context, tx pgx.Tx, r *routed) (outcome
 }
 
 // applyIsolated applies r inside a savepoint of tx. It returns an error only when r must be retried; tx is
-// then left as it was before r. Failures count as attempts; the last one, or a permanent failure,
-// dead-letters r.
+// then left as it was before r. Failures count as attempts; after the last one r is parked (an event
+// without a key, which has no order to keep, is dead-lettered); a permanent failure dead-letters r.
 func (w *worker) applyIsolated(ctx context.Context, tx pgx.Tx, r *routed) (outcome, error) {
 	if r.poison != nil || r.skipped != handled {
 		return w.applyDirect(ctx, tx, r)
 	}
-	ev := r.ev
 	log := w.eventLog(r)
-	sp, err := tx.Begin(ctx)
+	herr, err := applyInSavepoint(log.WithContext(ctx), tx, r)
 	if err != nil {
-		return 0, fmt.Errorf("savepoint: %w", err)
+		return 0, err
 	}
-	herr := call(log.WithContext(ctx), r.h, sp, ev)
 	if herr == nil {
-		if err := sp.Commit(ctx); err != nil {
-			return 0, fmt.Errorf("release savepoint: %w", err)
-		}
 		return handled, nil
-	}
-	if err := sp.Rollback(ctx); err != nil {
-		return 0, fmt.Errorf("roll back failed handler of %s: %w (handler: %v)", ev.ID, err, herr)
-	}
-	herr = fmt.Errorf("handle %s %s: %w", ev.Type, ev.ID, herr)
-	if infrastructural(herr) || lockConflict(herr) {
-		return 0, herr
 	}
 	if !IsPermanent(herr) {
 		k := keyOf(r.m)
@@ -372,6 +380,11 @@ func (w *worker) applyIsolated(ctx context.Context, tx pgx.Tx, r *routed) (outco
 			return 0, herr
 		}
 		herr = fmt.Errorf("gave up after %d attempts: %w", w.c.cfg.MaxAttempts, herr)
+		if len(r.m.Key) > 0 { // quarantine the key, not the partition: its later events queue behind this one
+			r.skipped, r.reason = parked, herr
+			log.Error().Err(herr).Str("key", string(r.m.Key)).Msg("event parked; its key's later events wait behind it until released")
+			return parked, nil
+		}
 	}
 	return w.deadLetter(log.WithContext(ctx), tx, r, herr)
 }
@@ -408,24 +421,22 @@ func (w *worker) deadLetter(ctx context.Context, tx pgx.Tx, r *routed, reason er
 	return deadLettered, nil
 }
 
-// commitOffsets commits the offsets of msgs (the last of each topic), retrying while Kafka is unavailable.
-// The database already holds the work, so if the commit never lands (the partition moved to another
-// member) the redelivery is deduped.
+// commitOffsets commits the offsets after msgs (the last of each topic), retrying while Kafka is
+// unavailable. The database already holds the work, so if the commit never lands (the partition moved to
+// another member) the redelivery is deduped.
 func (w *worker) commitOffsets(ctx context.Context, msgs []kafka.Message) {
-	last := map[string]kafka.Message{}
+	next := map[string]map[int]int64{}
 	for _, m := range msgs {
-		last[m.Topic] = m
-	}
-	commit := make([]kafka.Message, 0, len(last))
-	for _, m := range last {
-		commit = append(commit, m)
+		next[m.Topic] = map[int]int64{m.Partition: m.Offset + 1}
 	}
 	for attempt := 0; attempt < 8; attempt++ {
-		err := w.reader.CommitMessages(ctx, commit...)
+		err := w.commit(next)
 		if err == nil {
 			return
 		}
-		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		if ctx.Err() != nil || errors.Is(err, kafka.RebalanceInProgress) || errors.Is(err, kafka.IllegalGeneration) ||
+			errors.Is(err, kafka.UnknownMemberId) {
+			w.log.Info().Err(err).Msg("offsets not committed: the generation ended; the next owner dedupes the redelivery")
 			return
 		}
 		w.log.Warn().Err(err).Msg("commit offsets failed; retrying")
@@ -437,17 +448,17 @@ func (w *worker) commitOffsets(ctx context.Context, msgs []kafka.Message) {
 }
 
 // Stats is a snapshot of a consumer's counters. Applied counts every message whose offset moved on:
-// handled, duplicate, ignored or dead-lettered. Conflicts counts batches retried after a deadlock or a
-// serialization failure.
+// handled, duplicate, ignored, dead-lettered or parked. Conflicts counts batches retried after a deadlock
+// or a serialization failure.
 type Stats struct {
-	Applied, Handled, Duplicates, Ignored, DeadLettered, Retries, Conflicts, FetchErrors uint64
+	Applied, Handled, Duplicates, Ignored, DeadLettered, Parked, Retries, Conflicts, FetchErrors uint64
 }
 
 type counters struct {
-	applied, handled, duplicates, ignored, deadLettered, retries, conflicts, fetchErrors atomic.Uint64
+	applied, handled, duplicates, ignored, deadLettered, parked, retries, conflicts, fetchErrors atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{c.applied.Load(), c.handled.Load(), c.duplicates.Load(), c.ignored.Load(), c.deadLettered.Load(),
-		c.retries.Load(), c.conflicts.Load(), c.fetchErrors.Load()}
+		c.parked.Load(), c.retries.Load(), c.conflicts.Load(), c.fetchErrors.Load()}
 }

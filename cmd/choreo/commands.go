@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -383,10 +384,28 @@ func attachRunning(ctx context.Context, cfg Config) (Config, bool) {
 }
 
 // deadLetters lists the dead letters of one service (`choreo dlq SERVICE`), or hands them back to it once
-// their cause is fixed (`choreo dlq SERVICE redrive`).
+// their cause is fixed (`choreo dlq SERVICE redrive`); it lists the service's parked keys
+// (`choreo dlq SERVICE parked`) and releases them (`choreo dlq SERVICE release KEY|--all`).
 func deadLetters(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
-	if len(args) == 0 || len(args) > 2 || (len(args) == 2 && args[1] != "redrive") {
-		return errors.New("usage: choreo dlq SERVICE [redrive]")
+	usage := errors.New("usage: choreo dlq SERVICE [redrive | parked | release KEY | release --all]")
+	if len(args) == 0 || len(args) > 3 {
+		return usage
+	}
+	action := ""
+	if len(args) > 1 {
+		action = args[1]
+	}
+	switch {
+	case action == "" || action == "redrive" || action == "parked":
+		if len(args) > 2 {
+			return usage
+		}
+	case action == "release":
+		if len(args) != 3 {
+			return usage
+		}
+	default:
+		return usage
 	}
 	service := args[0]
 	var spec *host.Spec
@@ -404,8 +423,19 @@ func deadLetters(ctx context.Context, cfg Config, args []string, stdout io.Write
 	if err != nil {
 		return err
 	}
+	if action == "parked" || action == "release" {
+		pool, err := postgres.Connect(ctx, dbURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if action == "parked" {
+			return listParked(ctx, pool, service, stdout)
+		}
+		return releaseParked(ctx, *spec, pool, args[2], log, stdout)
+	}
 	var redriver *consumer.Redriver
-	if len(args) == 2 {
+	if action == "redrive" {
 		pool, err := postgres.Connect(ctx, dbURL)
 		if err != nil {
 			return err
@@ -441,6 +471,60 @@ func deadLetters(ctx context.Context, cfg Config, args []string, stdout io.Write
 		}
 	}
 	fmt.Fprintf(stdout, "%d dead letters of %s\n", total, service)
+	return nil
+}
+
+// listParked prints the events service's consumer parked, key by key in the order they will be applied.
+func listParked(ctx context.Context, pool *pgxpool.Pool, service string, stdout io.Writer) error {
+	parked, err := consumer.ListParked(ctx, pool, service)
+	if err != nil {
+		return err
+	}
+	keys := map[string]bool{}
+	for _, p := range parked {
+		keys[p.Key] = true
+		fmt.Fprintf(stdout, "%-36s %s  %-20s %-36s from %s: %s\n", p.Key, p.At.Format(time.DateTime), p.EventType, p.EventID, p.Origin, p.Reason)
+	}
+	fmt.Fprintf(stdout, "%d parked events of %d keys in %s\n", len(parked), len(keys), service)
+	return nil
+}
+
+// releaseParked applies the parked events of key (every key for "--all") through the service's handlers.
+func releaseParked(ctx context.Context, spec host.Spec, pool *pgxpool.Pool, key string, log zerolog.Logger, stdout io.Writer) error {
+	reg, err := events.Catalog()
+	if err != nil {
+		return err
+	}
+	svc, err := spec.Build(host.Deps{Pool: pool, Log: log, Topic: spec.Topic})
+	if err != nil {
+		return fmt.Errorf("build %s: %w", spec.Name, err)
+	}
+	router := consumer.NewRouter(reg)
+	svc.Handlers(router)
+	releaser := consumer.Releaser{Group: spec.Name, Pool: pool, Router: router, Log: log}
+	var results []consumer.Released
+	if key == "--all" {
+		results, err = releaser.ReleaseAll(ctx)
+	} else {
+		var res consumer.Released
+		res, err = releaser.Release(ctx, key)
+		results = append(results, res)
+	}
+	failed := 0
+	for _, r := range results {
+		fmt.Fprintf(stdout, "%-36s applied %d (dead-lettered %d), still parked %d", r.Key, r.Applied, r.DeadLettered, r.Remaining)
+		if r.Err != nil {
+			failed++
+			fmt.Fprintf(stdout, ": %v", r.Err)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d keys failed again and stay parked", failed, len(results))
+	}
 	return nil
 }
 

@@ -86,7 +86,7 @@ func commands() []command {
 		// replay and dlq need both KAFKA_BROKERS and DATABASE_URL, or neither (the embedded data of `choreo run`,
 		// running or not).
 		replayCommand(),
-		command{name: "dlq", args: "SERVICE", doc: "list the service's dead letters; 'dlq SERVICE redrive' hands them back once fixed",
+		command{name: "dlq", args: "SERVICE", doc: "list the service's dead letters; 'dlq SERVICE redrive' hands them back once fixed; 'dlq SERVICE parked' lists its parked keys, 'dlq SERVICE release KEY|--all' applies them in order",
 			run: deadLetters},
 		loadCommand(),
 		command{name: "healthcheck", doc: "exit 0 if this container's /healthz answers (for image health checks)",

@@ -14,7 +14,7 @@ import (
 
 // Metrics serves /metrics for the given units: each unit's relay (published rows, retries, backlog and the
 // age of its oldest row, whether it is the active instance) and consumer (applied, duplicate, ignored and
-// dead-lettered events, retries, fetch errors), read from the components at scrape time, plus the Go
+// dead-lettered and parked events, retries, fetch errors, parked keys), read from the components at scrape time, plus the Go
 // runtime. Labels: service.
 func Metrics(mux *http.ServeMux, units ...*Unit) {
 	reg := prometheus.NewRegistry()
@@ -43,11 +43,12 @@ var (
 	replayTotal    = prometheus.NewDesc("choreo_replay_total_events", "Events the latest replay of the projection has to apply, as far as known.", projLabels, nil)
 	replayRate     = prometheus.NewDesc("choreo_replay_events_per_second", "Events a second the latest replay of the projection applied.", projLabels, nil)
 	replayRunning  = prometheus.NewDesc("choreo_replay_running", "1 while a replay of the projection builds its new copy.", projLabels, nil)
+	consParkedKeys = prometheus.NewDesc("choreo_consumer_parked_keys", "Keys whose events are parked after a failure outlasted its attempts (choreo dlq SERVICE parked).", labels, nil)
 )
 
 func (c unitCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consFetchErrs,
-		projApplied, projSkipped, projRestarts, replayApplied, replayTotal, replayRate, replayRunning} {
+		projApplied, projSkipped, projRestarts, replayApplied, replayTotal, replayRate, replayRunning, consParkedKeys} {
 		ch <- d
 	}
 }
@@ -76,6 +77,11 @@ func (c unitCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(consRetries, prometheus.CounterValue, float64(cs.Retries), name)
 		ch <- prometheus.MustNewConstMetric(consConflicts, prometheus.CounterValue, float64(cs.Conflicts), name)
 		ch <- prometheus.MustNewConstMetric(consFetchErrs, prometheus.CounterValue, float64(cs.FetchErrors), name)
+		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+		if n, err := u.consumer.ParkedKeys(ctx); err == nil {
+			ch <- prometheus.MustNewConstMetric(consParkedKeys, prometheus.GaugeValue, float64(n), name)
+		}
+		cancel()
 	}
 }
 

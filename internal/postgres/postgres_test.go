@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,16 +16,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func TestConnect(t *testing.T) {
 	t.Parallel()
@@ -43,7 +32,7 @@ func TestConnect(t *testing.T) {
 
 func TestConnectGivesUpWhenContextEnds(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	url := "postgres://app:s3cret@127.0.0.1:" + strconv.Itoa(port) + "/orders?sslmode=disable"
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
@@ -81,7 +70,7 @@ func TestConnectFailsFastOnMissingDatabase(t *testing.T) {
 // A service may start before its database server: Connect waits for it.
 func TestConnectWaitsForServerToStart(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	connected := make(chan error, 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
