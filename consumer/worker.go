@@ -171,6 +171,7 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	ctx, hooks := withCommitHooks(ctx)
 	if err := w.markDuplicates(ctx, tx, batch); err != nil {
 		return 0, err
 	}
@@ -202,6 +203,7 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("commit %d events: %w", applied, err)
 	}
+	hooks.run()
 	for _, r := range batch[:applied] {
 		delete(w.attempts, keyOf(r.m))
 	}
@@ -326,7 +328,7 @@ func (w *worker) applyDirect(ctx context.Context, tx pgx.Tx, r *routed) (outcome
 	if r.skipped != handled {
 		return r.skipped, nil
 	}
-	if err := call(w.eventLog(r).WithContext(ctx), r.h, tx, r.ev); err != nil {
+	if err := w.instrumented(w.eventLog(r).WithContext(ctx), r.h, tx, r.ev); err != nil {
 		return 0, fmt.Errorf("handle %s %s: %w", r.ev.Type, r.ev.ID, err)
 	}
 	return handled, nil
@@ -345,7 +347,7 @@ func (w *worker) applyIsolated(ctx context.Context, tx pgx.Tx, r *routed) (outco
 	if err != nil {
 		return 0, fmt.Errorf("savepoint: %w", err)
 	}
-	herr := call(log.WithContext(ctx), r.h, sp, ev)
+	herr := w.instrumented(log.WithContext(ctx), r.h, sp, ev)
 	if herr == nil {
 		if err := sp.Commit(ctx); err != nil {
 			return 0, fmt.Errorf("release savepoint: %w", err)

@@ -12,10 +12,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/outbox"
@@ -64,6 +66,8 @@ type Options struct {
 	Consumer  func(*consumer.Config) // adjusts the consumer config (tests shorten timeouts)
 	Kafka     kafkaconn.Config       // TLS and SASL of the relay's writer and the consumer (zero: plaintext)
 	Relay     []outbox.Option
+	// Tracing gives each service its tracer provider (telemetry.Tracing.Providers); nil records no spans.
+	Tracing func(service string) trace.TracerProvider
 }
 
 // Unit is one hosted service with its database, relay and consumer.
@@ -75,6 +79,7 @@ type Unit struct {
 	relay    *outbox.Relay
 	consumer *consumer.Consumer
 	log      zerolog.Logger
+	obs      observations
 }
 
 // Open connects to and migrates the service's database at dbURL and builds the service.
@@ -84,7 +89,7 @@ func Open(ctx context.Context, spec Spec, dbURL string, brokers []string, reg *e
 	if err != nil {
 		return nil, fmt.Errorf("%s database: %w", spec.Name, err)
 	}
-	u := &Unit{spec: spec, pool: pool, log: log}
+	u := &Unit{spec: spec, pool: pool, log: log, obs: newObservations(spec.Name)}
 	if err := u.open(ctx, brokers, reg, opts); err != nil {
 		pool.Close()
 		return nil, err
@@ -114,7 +119,13 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 	}
 	u.svc = svc
 	u.writer = outbox.NewKafkaWriter(brokers, 1000, opts.Kafka)
-	u.relay = outbox.NewRelay(u.pool, u.writer, u.log, opts.Relay...)
+	var tracing trace.TracerProvider
+	if opts.Tracing != nil {
+		tracing = opts.Tracing(u.spec.Name)
+	}
+	relayOpts := append([]outbox.Option{outbox.WithOnPublished(u.obs.published), outbox.WithTracing(tracing)}, opts.Relay...)
+	u.relay = outbox.NewRelay(u.pool, u.writer, u.log, relayOpts...)
+	u.obs.admin = kafkaadmin.Admin{Brokers: brokers, Conn: opts.Kafka}
 	if len(u.spec.Consumes) > 0 {
 		router := consumer.NewRouter(reg)
 		svc.Handlers(router)
@@ -122,7 +133,9 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 		for i, t := range u.spec.Consumes {
 			topics[i] = opts.Namespace + t
 		}
-		cfg := consumer.Config{Brokers: brokers, Conn: opts.Kafka, Group: opts.Namespace + u.spec.Name, Topics: topics}
+		cfg := consumer.Config{Brokers: brokers, Conn: opts.Kafka, Group: opts.Namespace + u.spec.Name, Topics: topics,
+			Tracing: tracing, OnHandled: u.obs.handled}
+		u.obs.group, u.obs.topics = cfg.Group, topics
 		if opts.Consumer != nil {
 			opts.Consumer(&cfg)
 		}

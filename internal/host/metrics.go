@@ -11,12 +11,21 @@ import (
 )
 
 // Metrics serves /metrics for the given units: each unit's relay (published rows, retries, backlog and the
-// age of its oldest row, whether it is the active instance) and consumer (applied, duplicate, ignored and
-// dead-lettered events, retries, fetch errors), read from the components at scrape time, plus the Go
-// runtime. Labels: service.
+// age of its oldest row, whether it is the active instance, publish latency) and consumer (applied,
+// duplicate, ignored and dead-lettered events, retries, fetch errors, handler durations), read from the
+// components at scrape time; consumer lag and dead-letter depth from Kafka's offsets (cached for a few
+// seconds); what a service measures itself (a Service that is also a prometheus.Collector: the order
+// service's saga outcomes and durations); and the Go runtime. Labels: service.
 func Metrics(mux *http.ServeMux, units ...*Unit) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), unitCollector(units))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		unitCollector(units), &offsetsCollector{units: units})
+	for _, u := range units {
+		reg.MustRegister(u.obs.collectors()...)
+		if c, ok := u.svc.(prometheus.Collector); ok {
+			reg.MustRegister(c)
+		}
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 }
 
