@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/choreo-dev/choreo/cmd/choreo/system"
+	"github.com/choreo-dev/choreo/internal/host"
 )
 
 // command is one subcommand of choreo.
@@ -156,8 +157,9 @@ func flagSet(cmd command, stderr io.Writer, getenv func(string) string) *flag.Fl
 
 // catalog is `choreo help -json`: what tools (the deployment checks in deploy/) learn about the binary.
 type catalog struct {
-	Commands []catalogCommand `json:"commands"`
-	Settings []catalogSetting `json:"settings"`
+	Commands []catalogCommand  `json:"commands"`
+	Settings []catalogSetting  `json:"settings"`
+	Metrics  []host.MetricInfo `json:"metrics"` // every metric family /metrics may serve
 }
 
 type catalogCommand struct {
@@ -188,6 +190,7 @@ func printCatalog(stdout io.Writer) error {
 	for _, s := range settings() {
 		cat.Settings = append(cat.Settings, catalogSetting{Env: s.env, Flag: "-" + flagName(s.env), Default: s.def, Secret: s.secret, Usage: s.usage})
 	}
+	cat.Metrics = host.MetricFamilies(system.Specs(system.Config{}))
 	return writeJSON(stdout, cat)
 }
 

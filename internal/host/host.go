@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/trace"
@@ -56,6 +57,9 @@ type Spec struct {
 	Consumes   []string // topics its consumer group reads
 	Migrations fs.FS    // an embedded migrations/ directory of numbered .sql files (nil: no tables of its own)
 	Build      func(Deps) (Service, error)
+	// Metrics, for a service that measures something itself (its Service is then a prometheus.Collector),
+	// returns a fresh collector of the same metrics, to describe them without building the service.
+	Metrics func() prometheus.Collector
 }
 
 // Options tunes the runtime parts of a unit; the zero value is production's defaults.

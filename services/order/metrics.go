@@ -35,13 +35,19 @@ func (m sagaMetrics) observe(st settlement) {
 }
 
 // Describe is part of prometheus.Collector: the saga metrics.
-func (s *Service) Describe(ch chan<- *prometheus.Desc) {
-	s.metrics.outcomes.Describe(ch)
-	s.metrics.durations.Describe(ch)
+func (m sagaMetrics) Describe(ch chan<- *prometheus.Desc) {
+	m.outcomes.Describe(ch)
+	m.durations.Describe(ch)
 }
 
 // Collect is part of prometheus.Collector.
-func (s *Service) Collect(ch chan<- prometheus.Metric) {
-	s.metrics.outcomes.Collect(ch)
-	s.metrics.durations.Collect(ch)
+func (m sagaMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.outcomes.Collect(ch)
+	m.durations.Collect(ch)
 }
+
+// Describe is part of prometheus.Collector: the service serves its saga metrics.
+func (s *Service) Describe(ch chan<- *prometheus.Desc) { s.metrics.Describe(ch) }
+
+// Collect is part of prometheus.Collector.
+func (s *Service) Collect(ch chan<- prometheus.Metric) { s.metrics.Collect(ch) }

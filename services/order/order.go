@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/choreo-dev/choreo/consumer"
@@ -47,6 +48,7 @@ func Spec(cfg Config) host.Spec {
 		Consumes:   sagas.Subscriptions(sagas.Order),
 		Migrations: migrationFiles,
 		Build:      func(d host.Deps) (host.Service, error) { return New(cfg, d.Pool, d.Topic, d.Log) },
+		Metrics:    func() prometheus.Collector { return newSagaMetrics() },
 	}
 }
 
