@@ -167,6 +167,7 @@ type catalogCommand struct {
 	Args     string   `json:"args,omitempty"`
 	Doc      string   `json:"doc"`
 	Serves   bool     `json:"serves"`   // runs until stopped, serving /healthz and /readyz on HTTP_ADDR
+	Metrics  bool     `json:"metrics"`  // serves /metrics on HTTP_ADDR too
 	Needs    []string `json:"needs"`    // settings it refuses to start without
 	Settings []string `json:"settings"` // every setting it reads
 }
@@ -183,7 +184,7 @@ func printCatalog(stdout io.Writer) error {
 	cat := catalog{}
 	for _, c := range commands() {
 		cat.Commands = append(cat.Commands, catalogCommand{
-			Name: c.name, Args: c.args, Doc: c.doc, Serves: c.serves,
+			Name: c.name, Args: c.args, Doc: c.doc, Serves: c.serves, Metrics: c.service || c.name == "run",
 			Needs: append([]string{}, c.needs...), Settings: append([]string{}, c.settingNames()...),
 		})
 	}
