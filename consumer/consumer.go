@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
@@ -42,6 +43,9 @@ type Config struct {
 	Group   string           // consumer group id; also the inbox's consumer name
 	Topics  []string         // topics to consume
 	Conn    kafkaconn.Config // TLS and SASL to the brokers (zero: plaintext)
+
+	Tracing   trace.TracerProvider                       // a span per handler call (nil: none); see instrumented
+	OnHandled func(eventType string, took time.Duration) // told the duration of every handler call (nil: nobody)
 
 	BatchSize      int           // most messages of one partition applied in one transaction (default 100)
 	MaxAttempts    int           // handler attempts before an event's key is parked (default 10)
@@ -87,6 +91,7 @@ type Consumer struct {
 	router *Router
 	log    zerolog.Logger
 	stats  counters
+	tracer trace.Tracer // nil: no spans
 }
 
 // New returns a consumer that applies events to pool's database through router.
@@ -94,7 +99,7 @@ func New(cfg Config, pool *pgxpool.Pool, router *Router, log zerolog.Logger) (*C
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	return &Consumer{cfg: cfg, pool: pool, router: router, log: log.With().Str("consumer", cfg.Group).Logger()}, nil
+	return &Consumer{cfg: cfg, pool: pool, router: router, log: log.With().Str("consumer", cfg.Group).Logger(), tracer: tracerOf(cfg)}, nil
 }
 
 // Stats returns the consumer's counters.

@@ -237,7 +237,7 @@ func (rl Releaser) release(ctx context.Context, key string) (Released, error) {
 		log := rl.Log.With().Str("key", key).Str("event_id", r.id.String()).Str("event_type", r.ev.Type).Logger()
 		reason := r.poison
 		if reason == nil && r.skipped == handled {
-			reason, err = applyInSavepoint(log.WithContext(ctx), tx, r)
+			reason, err = applyInSavepoint(log.WithContext(ctx), tx, r, call)
 			if err != nil {
 				return res, err
 			}
@@ -279,12 +279,12 @@ func (rl Releaser) release(ctx context.Context, key string) (Released, error) {
 
 // applyInSavepoint runs r's handler in a savepoint of tx and returns the handler's failure (the savepoint
 // rolled back), or an error when tx itself broke or lost a lock race.
-func applyInSavepoint(ctx context.Context, tx pgx.Tx, r *routed) (failure, err error) {
+func applyInSavepoint(ctx context.Context, tx pgx.Tx, r *routed, run func(context.Context, Handler, pgx.Tx, Event) error) (failure, err error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("savepoint: %w", err)
 	}
-	herr := call(ctx, r.h, sp, r.ev)
+	herr := run(ctx, r.h, sp, r.ev)
 	if herr == nil {
 		if err := sp.Commit(ctx); err != nil {
 			return nil, fmt.Errorf("release savepoint: %w", err)

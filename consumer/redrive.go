@@ -66,6 +66,10 @@ func ListDeadLetters(ctx context.Context, brokers []string, conn kafkaconn.Confi
 	return out, nil
 }
 
+// RedriveGroup is the consumer group a Redriver of group reads dead-letter topics as: its committed offset
+// is how far group's dead letters have been redriven.
+func RedriveGroup(group string) string { return "choreo-redrive." + group }
+
 // Redriver hands dead letters back to the consumer that gave up on them, once their cause is fixed.
 type Redriver struct {
 	Brokers []string
@@ -82,7 +86,7 @@ type Redriver struct {
 // it has caught up with the end the topic had when it started.
 func (r Redriver) Redrive(ctx context.Context, dlqTopic string, fn func(DeadLetter, bool)) (int, error) {
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: r.Brokers, Dialer: r.Conn.Dialer(), GroupID: "choreo-redrive." + r.Group, Topic: dlqTopic,
+		Brokers: r.Brokers, Dialer: r.Conn.Dialer(), GroupID: RedriveGroup(r.Group), Topic: dlqTopic,
 		StartOffset: kafka.FirstOffset, MaxWait: 250 * time.Millisecond, CommitInterval: 0,
 	})
 	defer reader.Close()
@@ -90,7 +94,7 @@ func (r Redriver) Redrive(ctx context.Context, dlqTopic string, fn func(DeadLett
 		BatchTimeout: time.Millisecond, Transport: r.Conn.Transport(nil)}
 	defer writer.Close()
 
-	offsets, err := kafkaadmin.Admin{Brokers: r.Brokers, Conn: r.Conn}.GroupOffsets(ctx, "choreo-redrive."+r.Group, dlqTopic)
+	offsets, err := kafkaadmin.Admin{Brokers: r.Brokers, Conn: r.Conn}.GroupOffsets(ctx, RedriveGroup(r.Group), dlqTopic)
 	if err != nil {
 		return 0, err
 	}

@@ -171,6 +171,7 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	ctx, hooks := withCommitHooks(ctx)
 	if err := w.markKnown(ctx, tx, batch); err != nil {
 		return 0, err
 	}
@@ -211,6 +212,7 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("commit %d events: %w", applied, err)
 	}
+	hooks.run()
 	for _, r := range batch[:applied] {
 		delete(w.attempts, keyOf(r.m))
 	}
@@ -351,7 +353,7 @@ func (w *worker) applyDirect(ctx context.Context, tx pgx.Tx, r *routed) (outcome
 	if r.skipped != handled {
 		return r.skipped, nil
 	}
-	if err := call(w.eventLog(r).WithContext(ctx), r.h, tx, r.ev); err != nil {
+	if err := w.instrumented(w.eventLog(r).WithContext(ctx), r.h, tx, r.ev); err != nil {
 		return 0, fmt.Errorf("handle %s %s: %w", r.ev.Type, r.ev.ID, err)
 	}
 	return handled, nil
@@ -365,7 +367,7 @@ func (w *worker) applyIsolated(ctx context.Context, tx pgx.Tx, r *routed) (outco
 		return w.applyDirect(ctx, tx, r)
 	}
 	log := w.eventLog(r)
-	herr, err := applyInSavepoint(log.WithContext(ctx), tx, r)
+	herr, err := applyInSavepoint(log.WithContext(ctx), tx, r, w.instrumented)
 	if err != nil {
 		return 0, err
 	}

@@ -35,6 +35,12 @@ var runtimeEnv = map[string]bool{
 type catalog struct {
 	Commands []command `json:"commands"`
 	Settings []setting `json:"settings"`
+	Metrics  []metric  `json:"metrics"`
+}
+
+// metric is a metric family the binary's /metrics may serve.
+type metric struct {
+	Name string `json:"name"`
 }
 
 // command is a subcommand: whether it serves /healthz until stopped, the settings it refuses to start
@@ -42,6 +48,7 @@ type catalog struct {
 type command struct {
 	Name     string   `json:"name"`
 	Serves   bool     `json:"serves"`
+	Metrics  bool     `json:"metrics"` // serves /metrics on HTTP_ADDR
 	Needs    []string `json:"needs"`
 	Settings []string `json:"settings"`
 }

@@ -234,12 +234,15 @@ func (r *Relay) publishStage(ctx context.Context, in <-chan batch, out chan<- ba
 		for _, rec := range b.records {
 			msgs = append(msgs, rec.Message)
 		}
-		if !r.untilDone(ctx, "publish to Kafka", len(msgs), b.records[0].ID, func() error { return r.pub.WriteMessages(ctx, msgs...) }) {
+		spans := r.startSpans(b.records, msgs)
+		ok := r.untilDone(ctx, "publish to Kafka", len(msgs), b.records[0].ID, func() error { return r.pub.WriteMessages(ctx, msgs...) })
+		endSpans(spans, ok)
+		if !ok {
 			return
 		}
 		r.ackNs.Store(uint64(time.Now().UnixNano()))
-		if r.cfg.onPublished != nil {
-			r.cfg.onPublished(b.records)
+		for _, fn := range r.cfg.onPublished {
+			fn(b.records)
 		}
 		select {
 		case out <- b:

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/choreo-dev/choreo/internal/retry"
 )
@@ -61,7 +62,8 @@ type config struct {
 	backoffMin   time.Duration
 	backoffMax   time.Duration
 	grace        time.Duration
-	onPublished  func([]Record)
+	onPublished  []func([]Record)
+	tracer       trace.Tracer // nil: no spans
 }
 
 // Option configures a Relay.
@@ -83,8 +85,11 @@ func WithBackoff(lo, hi time.Duration) Option {
 // ends (default 5s). What is not finished by then is republished by the next relay.
 func WithShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = d } }
 
-// WithOnPublished registers a callback run after each batch is acknowledged by Kafka (metrics, benchmarks).
-func WithOnPublished(fn func([]Record)) Option { return func(c *config) { c.onPublished = fn } }
+// WithOnPublished registers a callback run after each batch is acknowledged by Kafka (metrics, benchmarks);
+// each one registered runs, in order.
+func WithOnPublished(fn func([]Record)) Option {
+	return func(c *config) { c.onPublished = append(c.onPublished, fn) }
+}
 
 // defaultLockID is "outbox" in ASCII.
 const defaultLockID = 0x6f7574626f78

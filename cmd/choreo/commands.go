@@ -31,6 +31,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/ratelimit"
+	"github.com/choreo-dev/choreo/internal/telemetry"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 	"github.com/choreo-dev/choreo/services/inventory"
@@ -116,7 +117,13 @@ func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
 		defer announceRunning(cfg, log)()
 	}
 
+	tracing, stopTracing, err := startTracing(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	sc := systemConfig(cfg)
+	sc.Host.Tracing = tracing.Providers()
 	if cfg.SeedCatalog {
 		sc.Seed = inventory.DemoCatalog()
 	}
@@ -174,7 +181,12 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	unit, err := host.Open(ctx, spec, cfg.DatabaseURL, cfg.KafkaBrokers, reg, log, host.Options{Kafka: cfg.KafkaConn})
+	tracing, stopTracing, err := startTracing(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	unit, err := host.Open(ctx, spec, cfg.DatabaseURL, cfg.KafkaBrokers, reg, log, host.Options{Kafka: cfg.KafkaConn, Tracing: tracing.Providers()})
 	if err != nil {
 		return err
 	}
@@ -194,9 +206,34 @@ func runService(ctx context.Context, name string, cfg Config) error {
 		log.Warn().Msg("AUTH_DISABLED=true: this API answers anyone who reaches it")
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, authn.Middleware(mux), log, nil) })
+	handler := authn.Middleware(mux)
+	if tracing != nil {
+		handler = telemetry.HTTPHandler(handler, tracing.Provider(name))
+	}
+	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, handler, log, nil) })
 	g.Go(func() error { return unit.Run(gctx) })
 	return g.Wait()
+}
+
+// startTracing sets up span export when OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) is set; nil
+// tracing (no spans at all) otherwise. The returned function flushes what is buffered.
+func startTracing(ctx context.Context, cfg Config, log zerolog.Logger) (*telemetry.Tracing, func(), error) {
+	tc, err := cfg.telemetryConfig() // validated
+	if err != nil {
+		return nil, func() {}, err
+	}
+	tracing, err := telemetry.New(ctx, tc)
+	if err != nil || tracing == nil {
+		return nil, func() {}, err
+	}
+	log.Info().Msg("tracing: spans exported over OTLP/HTTP")
+	return tracing, func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(ctx); err != nil {
+			log.Warn().Err(err).Msg("flush spans")
+		}
+	}, nil
 }
 
 // servesPublicAPI reports whether `choreo command` serves (part of) the public API, so that it refuses to

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/choreo-dev/choreo/cmd/choreo/system"
+	"github.com/choreo-dev/choreo/internal/host"
 )
 
 // command is one subcommand of choreo.
@@ -154,8 +155,9 @@ func flagSet(cmd command, stderr io.Writer, getenv func(string) string) *flag.Fl
 
 // catalog is `choreo help -json`: what tools (the deployment checks in deploy/) learn about the binary.
 type catalog struct {
-	Commands []catalogCommand `json:"commands"`
-	Settings []catalogSetting `json:"settings"`
+	Commands []catalogCommand  `json:"commands"`
+	Settings []catalogSetting  `json:"settings"`
+	Metrics  []host.MetricInfo `json:"metrics"` // every metric family /metrics may serve
 }
 
 type catalogCommand struct {
@@ -163,6 +165,7 @@ type catalogCommand struct {
 	Args     string   `json:"args,omitempty"`
 	Doc      string   `json:"doc"`
 	Serves   bool     `json:"serves"`   // runs until stopped, serving /healthz and /readyz on HTTP_ADDR
+	Metrics  bool     `json:"metrics"`  // serves /metrics on HTTP_ADDR too
 	Needs    []string `json:"needs"`    // settings it refuses to start without
 	Settings []string `json:"settings"` // every setting it reads
 }
@@ -179,13 +182,14 @@ func printCatalog(stdout io.Writer) error {
 	cat := catalog{}
 	for _, c := range commands() {
 		cat.Commands = append(cat.Commands, catalogCommand{
-			Name: c.name, Args: c.args, Doc: c.doc, Serves: c.serves,
+			Name: c.name, Args: c.args, Doc: c.doc, Serves: c.serves, Metrics: c.service || c.name == "run",
 			Needs: append([]string{}, c.needs...), Settings: append([]string{}, c.settingNames()...),
 		})
 	}
 	for _, s := range settings() {
 		cat.Settings = append(cat.Settings, catalogSetting{Env: s.env, Flag: "-" + flagName(s.env), Default: s.def, Secret: s.secret, Usage: s.usage})
 	}
+	cat.Metrics = host.MetricFamilies(system.Specs(system.Config{}))
 	return writeJSON(stdout, cat)
 }
 

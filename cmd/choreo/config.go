@@ -19,6 +19,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/telemetry"
 )
 
 // Config is every setting of every choreo command, read from the environment and overridable by flags.
@@ -57,6 +58,9 @@ type Config struct {
 	KafkaSASLMech     string
 	KafkaSASLUser     string
 	KafkaSASLPassword string
+	OTLPEndpoint      string
+	OTLPTraces        string
+	OTLPHeaders       string
 
 	// KafkaConn is the TLS and SASL the KAFKA_TLS* and KAFKA_SASL* settings describe, built once by
 	// loadConfig and used by every Kafka client of the process.
@@ -118,6 +122,8 @@ func settings() []setting {
 		frontDoor = []string{"run", "ingress"}
 		// TLS and SASL to Kafka: every process whose Kafka clients are built from them.
 		kafkaClients = []string{"run", anyService, "topics", "replay", "dlq", "ingress"}
+		// OpenTelemetry: the processes that record spans (the HTTP API, handlers, relay publishes).
+		tracing = []string{"run", anyService}
 	)
 	return []setting{
 		{"KAFKA_BROKERS", "", "comma-separated Kafka bootstrap brokers; empty under 'choreo run': embedded broker on 127.0.0.1:9092", false, brokers, list(func(c *Config) *[]string { return &c.KafkaBrokers })},
@@ -159,6 +165,9 @@ func settings() []setting {
 		{"KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL", false, kafkaClients, str(func(c *Config) *string { return &c.KafkaSASLMech })},
 		{"KAFKA_SASL_USERNAME", "", "SASL user", false, kafkaClients, str(func(c *Config) *string { return &c.KafkaSASLUser })},
 		{"KAFKA_SASL_PASSWORD", "", "SASL password", true, kafkaClients, str(func(c *Config) *string { return &c.KafkaSASLPassword })},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP endpoint spans are exported to (e.g. http://jaeger:4318; traces go to its /v1/traces); empty: no tracing", false, tracing, str(func(c *Config) *string { return &c.OTLPEndpoint })},
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "full OTLP/HTTP URL for traces; wins over OTEL_EXPORTER_OTLP_ENDPOINT", false, tracing, str(func(c *Config) *string { return &c.OTLPTraces })},
+		{"OTEL_EXPORTER_OTLP_HEADERS", "", "headers sent with every export: key=value,key2=value2 (values URL-encoded), e.g. a hosted backend's API key", true, tracing, str(func(c *Config) *string { return &c.OTLPHeaders })},
 	}
 }
 
@@ -251,6 +260,9 @@ func (c Config) Validate() error {
 	if c.AuthDisabled && c.authConfig().Enforced() {
 		errs = append(errs, errors.New("AUTH_DISABLED=true contradicts AUTH_HMAC_SECRET/AUTH_JWKS_URL; set one or the other"))
 	}
+	if _, err := c.telemetryConfig(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
 		errs = append(errs, errors.New("RATE_LIMIT_PER_CLIENT must be a positive number of orders a second"))
 	}
@@ -307,6 +319,16 @@ func checkConfig(args []string, getenv func(string) string, stdout, stderr io.Wr
 // authConfig maps the AUTH_* settings and OPERATOR_TOKEN onto internal/auth.
 func (c Config) authConfig() auth.Config {
 	return auth.Config{HMACSecret: c.AuthHMACSecret, JWKSURL: c.AuthJWKSURL, Issuer: c.AuthIssuer, Audience: c.AuthAudience, OperatorToken: c.OperatorToken}
+}
+
+// telemetryConfig maps the OTEL_EXPORTER_OTLP_* settings onto internal/telemetry.
+func (c Config) telemetryConfig() (telemetry.Config, error) {
+	headers, err := telemetry.ParseHeaders(c.OTLPHeaders)
+	if err != nil {
+		return telemetry.Config{}, fmt.Errorf("OTEL_EXPORTER_OTLP_HEADERS: %w", err)
+	}
+	tc := telemetry.Config{Endpoint: c.OTLPEndpoint, TracesEndpoint: c.OTLPTraces, Headers: headers}
+	return tc, tc.Validate()
 }
 
 // requireAuth is the check of the production commands that serve the public API: authentication is

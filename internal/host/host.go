@@ -10,12 +10,15 @@ import (
 	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/kafkaconn"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/projection"
@@ -59,6 +62,9 @@ type Spec struct {
 	// only they may be replayed (`choreo replay`); a service that reacts to events (Consumes) may not.
 	Projections []projection.Projection
 	Build       func(Deps) (Service, error)
+	// Metrics, for a service that measures something itself (its Service is then a prometheus.Collector),
+	// returns a fresh collector of the same metrics, to describe them without building the service.
+	Metrics func() prometheus.Collector
 }
 
 // Replayable reports whether the unit is a read model, whose projections can be rebuilt from the topics.
@@ -73,6 +79,8 @@ type Options struct {
 	Kafka     kafkaconn.Config       // TLS and SASL of the relay's writer and the consumer (zero: plaintext)
 	Relay     []outbox.Option
 	Projector func(*projection.Config) // adjusts the projection runners' config (tests, benchmarks)
+	// Tracing gives each service its tracer provider (telemetry.Tracing.Providers); nil records no spans.
+	Tracing func(service string) trace.TracerProvider
 }
 
 // Unit is one hosted service with its database, relay and consumer.
@@ -85,6 +93,7 @@ type Unit struct {
 	consumer *consumer.Consumer
 	runners  []*projection.Runner
 	log      zerolog.Logger
+	obs      observations
 }
 
 // Open connects to and migrates the service's database at dbURL and builds the service.
@@ -94,7 +103,7 @@ func Open(ctx context.Context, spec Spec, dbURL string, brokers []string, reg *e
 	if err != nil {
 		return nil, fmt.Errorf("%s database: %w", spec.Name, err)
 	}
-	u := &Unit{spec: spec, pool: pool, log: log}
+	u := &Unit{spec: spec, pool: pool, log: log, obs: newObservations(spec.Name)}
 	if err := u.open(ctx, brokers, reg, opts); err != nil {
 		pool.Close()
 		return nil, err
@@ -128,7 +137,13 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 	}
 	u.svc = svc
 	u.writer = outbox.NewKafkaWriter(brokers, 1000, opts.Kafka)
-	u.relay = outbox.NewRelay(u.pool, u.writer, u.log, opts.Relay...)
+	var tracing trace.TracerProvider
+	if opts.Tracing != nil {
+		tracing = opts.Tracing(u.spec.Name)
+	}
+	relayOpts := append([]outbox.Option{outbox.WithOnPublished(u.obs.published), outbox.WithTracing(tracing)}, opts.Relay...)
+	u.relay = outbox.NewRelay(u.pool, u.writer, u.log, relayOpts...)
+	u.obs.admin = kafkaadmin.Admin{Brokers: brokers, Conn: opts.Kafka}
 	if len(u.spec.Consumes) > 0 {
 		router := consumer.NewRouter(reg)
 		svc.Handlers(router)
@@ -136,7 +151,9 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 		for i, t := range u.spec.Consumes {
 			topics[i] = opts.Namespace + t
 		}
-		cfg := consumer.Config{Brokers: brokers, Conn: opts.Kafka, Group: opts.Namespace + u.spec.Name, Topics: topics}
+		cfg := consumer.Config{Brokers: brokers, Conn: opts.Kafka, Group: opts.Namespace + u.spec.Name, Topics: topics,
+			Tracing: tracing, OnHandled: u.obs.handled}
+		u.obs.group, u.obs.topics = cfg.Group, topics
 		if opts.Consumer != nil {
 			opts.Consumer(&cfg)
 		}

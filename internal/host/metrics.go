@@ -2,7 +2,12 @@ package host
 
 import (
 	"context"
+	"maps"
 	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,13 +18,64 @@ import (
 )
 
 // Metrics serves /metrics for the given units: each unit's relay (published rows, retries, backlog and the
-// age of its oldest row, whether it is the active instance) and consumer (applied, duplicate, ignored and
-// dead-lettered and parked events, retries, fetch errors, parked keys), read from the components at scrape time, plus the Go
-// runtime. Labels: service.
+// age of its oldest row, whether it is the active instance, publish latency) and consumer (applied,
+// duplicate, ignored, dead-lettered and parked events, retries, fetch errors, parked keys, handler durations), read from the
+// components at scrape time; consumer lag and dead-letter depth from Kafka's offsets (cached for a few
+// seconds); what a service measures itself (a Service that is also a prometheus.Collector: the order
+// service's saga outcomes and durations); and the Go runtime. Labels: service.
 func Metrics(mux *http.ServeMux, units ...*Unit) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), unitCollector(units))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		unitCollector(units), &offsetsCollector{units: units})
+	for _, u := range units {
+		reg.MustRegister(u.obs.collectors()...)
+		if c, ok := u.svc.(prometheus.Collector); ok {
+			reg.MustRegister(c)
+		}
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+}
+
+// MetricInfo is a metric family /metrics may serve.
+type MetricInfo struct {
+	Name string `json:"name"` // a histogram's series add _bucket, _sum and _count
+	Help string `json:"help"`
+}
+
+// descPattern reads a prometheus.Desc's String(), the only way it tells its name.
+var descPattern = regexp.MustCompile(`^Desc\{fqName: "([^"]+)", help: "((?:[^"\\]|\\.)*)"`)
+
+// MetricFamilies lists every metric family /metrics serves for units of specs, sorted by name, from the
+// collectors' descriptions (no unit needs to run).
+func MetricFamilies(specs []Spec) []MetricInfo {
+	cs := []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		unitCollector(nil), &offsetsCollector{}}
+	cs = append(cs, newObservations("").collectors()...)
+	for _, s := range specs {
+		if s.Metrics != nil {
+			cs = append(cs, s.Metrics())
+		}
+	}
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	seen := map[string]MetricInfo{}
+	for d := range ch {
+		if m := descPattern.FindStringSubmatch(d.String()); m != nil {
+			help, err := strconv.Unquote(`"` + m[2] + `"`)
+			if err != nil {
+				help = m[2]
+			}
+			seen[m[1]] = MetricInfo{Name: m[1], Help: help}
+		}
+	}
+	out := slices.Collect(maps.Values(seen))
+	slices.SortFunc(out, func(a, b MetricInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 type unitCollector []*Unit

@@ -404,3 +404,50 @@ func (i *Inspector) LogDirSizes(ctx context.Context, topics []TopicInfo) (map[st
 	}
 	return out, nil
 }
+
+// GroupLag returns where group stands on every partition of topics (as Topics returned them), with one
+// OffsetFetch: Committed is -1 where the group has committed nothing, and Lag then counts every message
+// the partition still holds.
+func (i *Inspector) GroupLag(ctx context.Context, group string, topics []TopicInfo) ([]GroupPartition, error) {
+	req := &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{}}
+	for _, t := range topics {
+		for _, p := range t.Partitions {
+			req.Topics[t.Name] = append(req.Topics[t.Name], p.ID)
+		}
+	}
+	if len(req.Topics) == 0 {
+		return nil, nil
+	}
+	resp, err := i.c.OffsetFetch(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("offsets of group %s: %w", group, err)
+	}
+	// A group that never committed is unknown to some brokers (GroupIdNotFound), to others it has -1s.
+	if resp.Error != nil && !errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return nil, fmt.Errorf("offsets of group %s: %w", group, resp.Error)
+	}
+	committed := map[string]map[int]int64{}
+	for topic, parts := range resp.Topics {
+		committed[topic] = map[int]int64{}
+		for _, p := range parts {
+			if p.Error != nil {
+				if errors.Is(p.Error, kafka.GroupIdNotFound) {
+					continue
+				}
+				return nil, fmt.Errorf("offset of group %s on %s/%d: %w", group, topic, p.Partition, p.Error)
+			}
+			committed[topic][p.Partition] = p.CommittedOffset
+		}
+	}
+	var out []GroupPartition
+	for _, t := range topics {
+		for _, p := range t.Partitions {
+			c, ok := committed[t.Name][p.ID]
+			if !ok || c < 0 {
+				c = -1
+			}
+			out = append(out, GroupPartition{Topic: t.Name, Partition: p.ID, Committed: c, End: p.End, Lag: max(p.End-max(c, p.Start), 0)})
+		}
+	}
+	return out, nil
+}

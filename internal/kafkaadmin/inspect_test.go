@@ -149,6 +149,32 @@ func TestInspectorReadsTopicsMessagesAndGroupsWithoutJoining(t *testing.T) {
 			t.Errorf("group offsets %+v (lag %d), want 3 partitions and lag 29", g.Offsets, g.TotalLag())
 		}
 		r.Close()
+
+		lag, err := in.GroupLag(ctx, "inspect-group", []kafkaadmin.TopicInfo{topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := int64(0)
+		for _, p := range lag {
+			total += p.Lag
+		}
+		if len(lag) != 3 || total != 29 {
+			t.Errorf("GroupLag %+v (lag %d), want 3 partitions and lag 29", lag, total)
+		}
+		lag, err = in.GroupLag(ctx, "never-committed", []kafkaadmin.TopicInfo{topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total = 0
+		for _, p := range lag {
+			total += p.Lag
+			if p.Committed != -1 {
+				t.Errorf("a group that never committed has committed %d on partition %d", p.Committed, p.Partition)
+			}
+		}
+		if len(lag) != 3 || total != 30 {
+			t.Errorf("GroupLag of a group that never committed: %+v (lag %d), want the whole topic, 30", lag, total)
+		}
 	})
 
 	t.Run("log dir sizes", func(t *testing.T) {

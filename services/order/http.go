@@ -6,6 +6,7 @@ import (
 
 	"github.com/choreo-dev/choreo/internal/auth"
 	"github.com/choreo-dev/choreo/internal/httpapi"
+	"github.com/choreo-dev/choreo/internal/telemetry"
 )
 
 func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +34,13 @@ func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusBadRequest, "Idempotency-Key is longer than 255 characters"))
 		return
 	}
-	placed, err := s.Place(r.Context(), req, PlaceOptions{IdempotencyKey: key, TraceParent: r.Header.Get("traceparent")})
+	// The request's span, when the process traces (its parent is the caller's traceparent); else the
+	// caller's traceparent as it came.
+	trace := telemetry.TraceParent(r.Context())
+	if trace == "" {
+		trace = r.Header.Get("traceparent")
+	}
+	placed, err := s.Place(r.Context(), req, PlaceOptions{IdempotencyKey: key, TraceParent: trace})
 	switch {
 	case errors.Is(err, ErrKeyReused):
 		httpapi.WriteProblem(w, r, httpapi.NewProblem(http.StatusUnprocessableEntity, "this Idempotency-Key was used for a different request"))

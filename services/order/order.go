@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/choreo-dev/choreo/consumer"
@@ -47,17 +48,19 @@ func Spec(cfg Config) host.Spec {
 		Consumes:   sagas.Subscriptions(sagas.Order),
 		Migrations: migrationFiles,
 		Build:      func(d host.Deps) (host.Service, error) { return New(cfg, d.Pool, d.Topic, d.Log) },
+		Metrics:    func() prometheus.Collector { return newSagaMetrics() },
 	}
 }
 
 // Service is the order service.
 type Service struct {
-	cfg   Config
-	pool  *pgxpool.Pool
-	emit  outbox.Emitter
-	log   zerolog.Logger
-	wake  chan struct{} // a new order may have moved the next deadline
-	clock func() time.Time
+	cfg     Config
+	pool    *pgxpool.Pool
+	emit    outbox.Emitter
+	log     zerolog.Logger
+	wake    chan struct{} // a new order may have moved the next deadline
+	clock   func() time.Time
+	metrics sagaMetrics
 }
 
 // New returns the order service over pool, publishing to topic.
@@ -70,9 +73,10 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) (*Ser
 	}
 	return &Service{
 		cfg: cfg, pool: pool, log: log,
-		emit:  outbox.Emitter{Source: sagas.Order, Topic: topic},
-		wake:  make(chan struct{}, 1),
-		clock: time.Now,
+		emit:    outbox.Emitter{Source: sagas.Order, Topic: topic},
+		wake:    make(chan struct{}, 1),
+		clock:   time.Now,
+		metrics: newSagaMetrics(),
 	}, nil
 }
 

@@ -21,36 +21,53 @@ func (s *Service) settleOn(status, reason string) consumer.Handler {
 		if err != nil {
 			return consumer.Permanent(fmt.Errorf("subject %q is not an order id", ev.Subject))
 		}
-		return s.settle(ctx, tx, id, status, reason, &ev.Envelope)
+		settled, err := s.settle(ctx, tx, id, status, reason, &ev.Envelope)
+		if settled != nil {
+			consumer.AfterCommit(ctx, func() { s.metrics.observe(*settled) })
+		}
+		return err
 	}
 }
 
+// settlement is an order that settle moved out of PENDING, for the saga metrics once it is committed.
+type settlement struct {
+	status, reason string
+	took           time.Duration // from order.placed to the outcome event
+}
+
 // settle moves order id from PENDING to status and emits the outcome event. An order already settled is
-// left as it is: the first outcome wins (a late shipment.scheduled after an expiry changes nothing; the
-// other services compensate on order.cancelled).
-func (s *Service) settle(ctx context.Context, tx pgx.Tx, id uuid.UUID, status, reason string, cause *events.Envelope) error {
+// left as it is (nil settlement): the first outcome wins (a late shipment.scheduled after an expiry
+// changes nothing; the other services compensate on order.cancelled).
+func (s *Service) settle(ctx context.Context, tx pgx.Tx, id uuid.UUID, status, reason string, cause *events.Envelope) (*settlement, error) {
 	var current, correlation string
-	err := tx.QueryRow(ctx, `SELECT status, correlation_id FROM orders WHERE id = $1 FOR UPDATE`, id).Scan(&current, &correlation)
+	var placedAt time.Time
+	err := tx.QueryRow(ctx, `SELECT status, correlation_id, created_at FROM orders WHERE id = $1 FOR UPDATE`, id).Scan(&current, &correlation, &placedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return consumer.Permanent(fmt.Errorf("order %s does not exist", id))
+		return nil, consumer.Permanent(fmt.Errorf("order %s does not exist", id))
 	}
 	if err != nil {
-		return fmt.Errorf("lock order %s: %w", id, err)
+		return nil, fmt.Errorf("lock order %s: %w", id, err)
 	}
 	if current != Pending {
-		return nil
+		return nil, nil
 	}
 	if _, err := tx.Exec(ctx, `UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1`, id, status, reason); err != nil {
-		return fmt.Errorf("settle order %s: %w", id, err)
+		return nil, fmt.Errorf("settle order %s: %w", id, err)
 	}
 	var outcome events.Payload = events.OrderConfirmed{OrderID: id.String()}
 	if status == Cancelled {
 		outcome = events.OrderCancelled{OrderID: id.String(), Reason: reason}
 	}
 	if cause == nil { // the deadline passed: no event caused this
-		return s.emit.EmitInSaga(ctx, tx, id.String(), correlation, outcome)
+		err = s.emit.EmitInSaga(ctx, tx, id.String(), correlation, outcome)
+	} else {
+		err = s.emit.Emit(ctx, tx, *cause, outcome)
 	}
-	return s.emit.Emit(ctx, tx, *cause, outcome)
+	if err != nil {
+		return nil, err
+	}
+	// The order was placed at its transaction's start (created_at), which is order.placed's time too.
+	return &settlement{status: status, reason: reason, took: time.Since(placedAt)}, nil
 }
 
 // expireLoop cancels pending orders whose deadline passed. It sleeps until the next deadline, woken early
@@ -139,14 +156,22 @@ func (s *Service) expireBatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find overdue orders: %w", err)
 	}
+	settled := make([]settlement, 0, len(ids))
 	for _, id := range ids {
-		if err := s.settle(ctx, tx, id, Cancelled, events.ReasonExpired, nil); err != nil {
+		st, err := s.settle(ctx, tx, id, Cancelled, events.ReasonExpired, nil)
+		if err != nil {
 			return 0, err
+		}
+		if st != nil {
+			settled = append(settled, *st)
 		}
 		s.log.Info().Str("order_id", id.String()).Msg("order expired")
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("commit expiries: %w", err)
+	}
+	for _, st := range settled {
+		s.metrics.observe(st)
 	}
 	return len(ids), nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/ratelimit"
+	"github.com/choreo-dev/choreo/internal/telemetry"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
 	"github.com/choreo-dev/choreo/services/inventory"
@@ -114,6 +115,9 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 		limiter = ratelimit.New(cfg.RateLimit)
 	}
 	s.handler = ingress.Guard(s.mux, authn, limiter)
+	if cfg.Host.Tracing != nil { // the front door's span: the root of each order's trace
+		s.handler = telemetry.HTTPHandler(s.handler, cfg.Host.Tracing("ingress"))
+	}
 	for _, spec := range Specs(cfg) {
 		if slices.Contains(cfg.Disabled, spec.Name) {
 			continue
