@@ -265,7 +265,7 @@ func TestConsolePagesInChromium(t *testing.T) {
 func countEdges() int {
 	n := 0
 	for _, r := range sagas.OrderSaga() {
-		if r.IsEvent() || r.Trigger == sagas.TriggerPlaceOrder {
+		if r.IsEvent() || r.IsRequest() {
 			n++
 		}
 	}

@@ -1,5 +1,5 @@
 // Package orderview is the order read model: a projection of every event of every order saga, kept by its
-// own consumer group from all five services' topics in its own database. It serves the orders as JSON
+// own consumer group from every service's topic in its own database. It serves the orders as JSON
 // (GET /v1/orders, GET /v1/orders/{id}) and each saga's timeline as an HTML page (GET /orders/{id}).
 //
 // The projection can be rebuilt from the topics, which keep their events forever: see Service.Reset.
@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"regexp"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
 	"github.com/choreo-dev/choreo/consumer"
+	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/host"
 	"github.com/choreo-dev/choreo/sagas"
 )
@@ -100,9 +102,13 @@ func New(cfg Config, pool *pgxpool.Pool, log zerolog.Logger) (*Service, error) {
 // Handlers records every event on its order's timeline. The four types that change an order's state get
 // routes of their own so that one the registry cannot decode (an unknown version, say) is dead-lettered
 // rather than only put on the timeline, which would leave the order silently stale.
+//
+// The customer service's lifecycle events share its topic with its saga steps but are about a customer,
+// not an order, so they are left out.
 func (s *Service) Handlers(r *consumer.Router) {
 	r.Default(s.Project)
 	r.OnEach(s.Project, projected...)
+	r.OnEach(func(context.Context, pgx.Tx, consumer.Event) error { return nil }, events.CustomerLifecycle()...)
 }
 
 // Routes registers the JSON API and the timeline pages.
