@@ -24,7 +24,7 @@ func TestReplayRebuildsReadModel(t *testing.T) {
 	s := sku(t)
 	first.putProduct(s, 300, 2)
 	var ids []string
-	for _, o := range []orderRequest{newOrder("kim", s, 1, "tok_visa", "US"), newOrder("lee", s, 5, "tok_visa", "US"), newOrder("max", s, 1, "tok_decline", "US")} {
+	for _, o := range []orderRequest{newOrder(first.customer("kim"), s, 1, "tok_visa", "US"), newOrder(first.customer("lee"), s, 5, "tok_visa", "US"), newOrder(first.customer("max"), s, 1, "tok_decline", "US")} {
 		ids = append(ids, first.place(o))
 	}
 	for _, id := range ids {
