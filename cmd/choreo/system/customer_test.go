@@ -140,9 +140,9 @@ func TestTokensOfTheCustomerService(t *testing.T) {
 		_, o := as.order(id)
 		return o.Status == "CONFIRMED" && o.CustomerID == grace
 	})
-	if to := scalar[string](h, sagas.Notification, `SELECT coalesce((SELECT recipient FROM notifications WHERE order_id = $1), '')`, id); to != "Grace@e2e.test" {
-		t.Errorf("notification to %q, want Grace@e2e.test", to)
-	}
+	testenv.Eventually(t, 30*time.Second, "the notification to Grace's registered address", func() bool {
+		return scalar[string](h, sagas.Notification, `SELECT coalesce((SELECT recipient FROM notifications WHERE order_id = $1), '')`, id) == "Grace@e2e.test"
+	})
 }
 
 func signES256(key *ecdsa.PrivateKey, sub string, roles ...string) (string, error) {
