@@ -14,6 +14,8 @@ const (
 	ReasonPaymentDeclined = "payment_declined"
 	ReasonShippingFailed  = "shipping_failed"
 	ReasonExpired         = "expired"
+	// ReasonCustomerRejected: the customer service did not approve the order's customer.
+	ReasonCustomerRejected = "customer_rejected"
 )
 
 // Item is one line of an order as the customer placed it.

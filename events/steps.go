@@ -130,5 +130,7 @@ func Catalog() (*Registry, error) {
 		PaymentAuthorized{}, PaymentDeclined{}, PaymentRefunded{},
 		ShipmentScheduled{}, ShipmentFailed{}, ShipmentCancelled{},
 		NotificationSent{},
+		CustomerRegistered{}, CustomerUpdated{}, CustomerCreditLimitSet{}, CustomerBlocked{}, CustomerUnblocked{},
+		CustomerApproved{}, CustomerRejected{},
 	)
 }

@@ -16,6 +16,7 @@ const (
 	Payment      = "payment"
 	Shipping     = "shipping"
 	Notification = "notification"
+	Customer     = "customer"
 )
 
 // Kind classifies a reaction.
@@ -26,6 +27,7 @@ const (
 	Compensation Kind = "compensation" // undoes an earlier step
 	Outcome      Kind = "outcome"      // settles the order's final state
 	Record       Kind = "record"       // keeps data a later step needs; emits nothing
+	Lifecycle    Kind = "lifecycle"    // changes a customer, outside any order's saga; others keep copies
 )
 
 // Reaction is one edge of the choreography: Service does Action when Trigger happens.
@@ -39,28 +41,41 @@ type Reaction struct {
 
 // IsEvent reports whether the reaction's trigger is an event (as opposed to a request or a timer).
 func (r Reaction) IsEvent() bool {
-	return r.Trigger != TriggerPlaceOrder && r.Trigger != TriggerDeadline
+	return r.Trigger != TriggerDeadline && !r.IsRequest()
 }
 
-// Triggers that are not events.
+// IsRequest reports whether the reaction's trigger is an HTTP request of a client.
+func (r Reaction) IsRequest() bool { return slices.Contains(requests, r.Trigger) }
+
+// Triggers that are not events: a timer, and the clients' requests.
 const (
-	TriggerPlaceOrder = "POST /v1/orders"
-	TriggerDeadline   = "saga deadline"
+	TriggerDeadline         = "saga deadline"
+	TriggerPlaceOrder       = "POST /v1/orders"
+	TriggerRegisterCustomer = "POST /v1/customers"
+	TriggerUpdateCustomer   = "PATCH /v1/customers/me"
+	TriggerSetCreditLimit   = "PUT /v1/customers/{id}/credit-limit"
+	TriggerBlockCustomer    = "POST /v1/customers/{id}/block"
+	TriggerUnblockCustomer  = "POST /v1/customers/{id}/unblock"
 )
+
+var requests = []string{TriggerPlaceOrder, TriggerRegisterCustomer, TriggerUpdateCustomer, TriggerSetCreditLimit, TriggerBlockCustomer, TriggerUnblockCustomer}
 
 // OrderSaga returns the order placement saga.
 func OrderSaga() []Reaction {
 	return []Reaction{
 		{Order, TriggerPlaceOrder, "accept the order as PENDING", []string{"order.placed"}, Forward},
 		{Inventory, "order.placed", "reserve every line or none", []string{"stock.reserved", "stock.rejected"}, Forward},
+		{Customer, "order.placed", "check the customer exists and is not blocked", []string{"customer.approved", "customer.rejected"}, Forward},
 		{Payment, "order.placed", "remember the payment token and customer", nil, Record},
 		{Shipping, "order.placed", "remember the shipping address", nil, Record},
 		{Notification, "order.placed", "remember the customer", nil, Record},
-		{Payment, "stock.reserved", "authorize the total", []string{"payment.authorized", "payment.declined"}, Forward},
+		{Payment, "stock.reserved", "authorize the total once the customer is approved", []string{"payment.authorized", "payment.declined"}, Forward},
+		{Payment, "customer.approved", "authorize the total once the stock is reserved", []string{"payment.authorized", "payment.declined"}, Forward},
 		{Shipping, "payment.authorized", "schedule a shipment", []string{"shipment.scheduled", "shipment.failed"}, Forward},
 		{Order, "shipment.scheduled", "confirm the order", []string{"order.confirmed"}, Outcome},
 
 		{Order, "stock.rejected", "cancel the order (out_of_stock)", []string{"order.cancelled"}, Outcome},
+		{Order, "customer.rejected", "cancel the order (customer_rejected)", []string{"order.cancelled"}, Outcome},
 		{Order, "payment.declined", "cancel the order (payment_declined)", []string{"order.cancelled"}, Outcome},
 		{Order, "shipment.failed", "cancel the order (shipping_failed)", []string{"order.cancelled"}, Outcome},
 		{Order, TriggerDeadline, "cancel an order still PENDING (expired)", []string{"order.cancelled"}, Outcome},
@@ -75,6 +90,16 @@ func OrderSaga() []Reaction {
 		{Inventory, "order.confirmed", "turn the reservation into a sale", []string{"stock.sold"}, Forward},
 		{Notification, "order.confirmed", "tell the customer", []string{"notification.sent"}, Forward},
 		{Notification, "order.cancelled", "tell the customer", []string{"notification.sent"}, Forward},
+
+		// The customer's own lifecycle: state the others keep copies of, carried by events, not calls.
+		{Customer, TriggerRegisterCustomer, "register the customer", []string{"customer.registered"}, Lifecycle},
+		{Customer, TriggerUpdateCustomer, "change the customer's name or email", []string{"customer.updated"}, Lifecycle},
+		{Customer, TriggerSetCreditLimit, "set the customer's credit limit (operators)", []string{"customer.credit_limit_set"}, Lifecycle},
+		{Customer, TriggerBlockCustomer, "block the customer (operators)", []string{"customer.blocked"}, Lifecycle},
+		{Customer, TriggerUnblockCustomer, "unblock the customer (operators)", []string{"customer.unblocked"}, Lifecycle},
+		{Notification, "customer.registered", "keep the address; send the messages that waited for it", []string{"notification.sent"}, Forward},
+		{Notification, "customer.updated", "keep the new address", nil, Record},
+		{Payment, "customer.credit_limit_set", "keep the customer's limit", nil, Record},
 	}
 }
 

@@ -36,6 +36,8 @@ func TestEveryFailureIsCompensated(t *testing.T) {
 		"payment.declined": {Inventory, Order},
 		"shipment.failed":  {Inventory, Payment, Order},
 		"order.cancelled":  {Inventory, Payment, Shipping, Notification},
+		// A rejected customer ends the order; the order.cancelled that follows undoes the reservation.
+		"customer.rejected": {Order},
 	}
 	for event, services := range want {
 		for _, s := range services {
@@ -48,11 +50,11 @@ func TestEveryFailureIsCompensated(t *testing.T) {
 
 func TestSubscriptions(t *testing.T) {
 	got := Subscriptions(Payment)
-	want := []string{"inventory.events", "order.events", "shipping.events"}
+	want := []string{"customer.events", "inventory.events", "order.events", "shipping.events"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("payment consumes %v, want %v", got, want)
 	}
-	if subs := Subscriptions(Notification); !slices.Equal(subs, []string{"order.events"}) {
+	if subs := Subscriptions(Notification); !slices.Equal(subs, []string{"customer.events", "order.events"}) {
 		t.Fatalf("notification consumes %v", subs)
 	}
 }

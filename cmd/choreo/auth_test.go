@@ -20,7 +20,7 @@ import (
 // key source unless AUTH_DISABLED=true says so explicitly.
 func TestPublicAPICommandsRefuseToStartOpen(t *testing.T) {
 	infra := map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "DATABASE_URL": "postgres://x@127.0.0.1:1/x"}
-	for _, name := range []string{"ingress", "order", "orderview", "inventory"} {
+	for _, name := range []string{"ingress", "order", "orderview", "inventory", "customer"} {
 		t.Run(name, func(t *testing.T) {
 			err := run(t.Context(), []string{name}, env(infra), io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), "AUTH_DISABLED=true") {

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +37,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/telemetry"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
+	"github.com/choreo-dev/choreo/services/customer"
 	"github.com/choreo-dev/choreo/services/inventory"
 	"github.com/choreo-dev/choreo/services/notification"
 	"github.com/choreo-dev/choreo/services/order"
@@ -52,15 +56,37 @@ func systemConfig(cfg Config) system.Config {
 		Payment:    payment.Config{DefaultLimitCents: cfg.PaymentLimitCents},
 		Shipping:   shipping.Config{Countries: cfg.ShippingCountries},
 		Notification: notification.Config{
-			SMTP:   notification.SMTPConfig{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername, Password: cfg.SMTPPassword},
-			Domain: cfg.NotifyDomain,
+			SMTP: notification.SMTPConfig{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername, Password: cfg.SMTPPassword},
 		},
+		Customer: customer.Config{Tokens: customer.TokenConfig{
+			HMACSecret: cfg.AuthHMACSecret, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience, TTL: cfg.AuthTokenTTL,
+		}},
 		OrderView:     orderview.Config{},
 		Auth:          cfg.authConfig(),
 		RateLimit:     cfg.RateLimit,
 		OperatorToken: cfg.OperatorToken,
 		Host:          host.Options{Kafka: cfg.KafkaConn},
 	}
+}
+
+// DemoEmail is the demo customer `choreo run` seeds.
+const DemoEmail = "demo@choreo.local"
+
+// signingKey loads AUTH_SIGNING_KEY_FILE, when set, into the customer service's token config and, when no
+// other key source is set, makes its public half the one tokens are verified with.
+func (c Config) signingKey(sc *system.Config) error {
+	if c.AuthSigningKey == "" {
+		return nil
+	}
+	key, err := customer.LoadSigningKey(c.AuthSigningKey)
+	if err != nil {
+		return fmt.Errorf("AUTH_SIGNING_KEY_FILE: %w", err)
+	}
+	sc.Customer.Tokens.SigningKey = key
+	if !sc.Auth.Enforced() {
+		sc.Auth.VerifyKey = key.Public()
+	}
+	return nil
 }
 
 // startEmbedded starts the in-process Kafka broker and the Postgres cluster, each only when none is
@@ -124,8 +150,28 @@ func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
 	defer stopTracing()
 	sc := systemConfig(cfg)
 	sc.Host.Tracing = tracing.Providers()
+	if err := cfg.signingKey(&sc); err != nil {
+		return err
+	}
+	if !sc.Auth.Enforced() && sc.Customer.Tokens.SigningKey == nil {
+		// Open dev mode: POST /v1/tokens still issues tokens, signed with a secret of this start only,
+		// and a token that is presented says who the caller is; requests without one stay open.
+		dev := make([]byte, 32)
+		if _, err := rand.Read(dev); err != nil {
+			return fmt.Errorf("dev token secret: %w", err)
+		}
+		sc.Auth.HMACSecret, sc.Auth.Optional = hex.EncodeToString(dev), true
+		sc.Customer.Tokens.HMACSecret = sc.Auth.HMACSecret
+	}
+	demo := ""
 	if cfg.SeedCatalog {
 		sc.Seed = inventory.DemoCatalog()
+		pw := make([]byte, 9)
+		if _, err := rand.Read(pw); err != nil {
+			return fmt.Errorf("demo password: %w", err)
+		}
+		sc.DemoCustomer = &customer.Registration{Email: DemoEmail, Name: "Demo Customer", Password: base64.RawURLEncoding.EncodeToString(pw)}
+		demo = fmt.Sprintf("  customer: %s, password %s (new at every start; POST /v1/tokens)\n", DemoEmail, sc.DemoCustomer.Password)
 	}
 	sys, err := system.Open(ctx, sc, log)
 	if err != nil {
@@ -133,11 +179,12 @@ func runAll(ctx context.Context, cfg Config, stdout io.Writer) error {
 	}
 	defer sys.Close()
 
-	authNote := "  auth:     bearer tokens required (make one: ./bin/choreo token --sub alice)\n"
+	authNote := "  auth:     bearer tokens required: POST /v1/tokens with a customer's email and password\n"
 	if !sys.Authenticated() {
 		log.Warn().Msg("AUTHENTICATION IS OFF: anyone who reaches this address reads every order and places orders for any customer; set AUTH_HMAC_SECRET or AUTH_JWKS_URL to enforce it")
-		authNote = "  auth:     OFF, the API is open to anyone who reaches it (set AUTH_HMAC_SECRET to enforce it)\n"
+		authNote = "  auth:     OFF, the API is open to anyone who reaches it (set AUTH_HMAC_SECRET to enforce it);\n            tokens of POST /v1/tokens still count when sent\n"
 	}
+	authNote += demo
 	g, gctx := errgroup.WithContext(ctx)
 	ready := make(chan net.Addr, 1)
 	g.Go(func() error { return httpapi.Serve(gctx, cfg.HTTPAddr, sys.Handler(), log, ready) })
@@ -171,8 +218,12 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	if err := cfg.kafkaAdmin().EnsureTopics(ctx, system.Topics("", cfg.KafkaPartitions)...); err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
+	sc := systemConfig(cfg)
+	if err := cfg.signingKey(&sc); err != nil {
+		return err
+	}
 	var spec host.Spec
-	for _, s := range system.Specs(systemConfig(cfg)) {
+	for _, s := range system.Specs(sc) {
 		if s.Name == name {
 			spec = s
 		}
@@ -197,7 +248,7 @@ func runService(ctx context.Context, name string, cfg Config) error {
 	host.Metrics(mux, unit)
 	// The ingress forwards the caller's token; the service verifies it again, so going around the
 	// ingress gains nothing.
-	authn, err := auth.New(ctx, cfg.authConfig(), log)
+	authn, err := auth.New(ctx, sc.Auth, log)
 	if err != nil {
 		return err
 	}
@@ -261,7 +312,7 @@ func runIngress(ctx context.Context, cfg Config) error {
 		limiter = ratelimit.New(cfg.RateLimit)
 	}
 	guard := func(h http.Handler) http.Handler { return ingress.Guard(h, authn, limiter) }
-	h, err := ingress.New(ingress.Upstreams{Order: cfg.OrderURL, OrderView: cfg.OrderViewURL, Inventory: cfg.InventoryURL}, guard, log)
+	h, err := ingress.New(ingress.Upstreams{Order: cfg.OrderURL, OrderView: cfg.OrderViewURL, Inventory: cfg.InventoryURL, Customer: cfg.CustomerURL}, guard, log)
 	if err != nil {
 		return err
 	}

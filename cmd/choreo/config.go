@@ -40,11 +40,13 @@ type Config struct {
 	SMTPFrom          string
 	SMTPUsername      string
 	SMTPPassword      string
-	NotifyDomain      string
 	OperatorToken     string
 	OrderURL          string
 	OrderViewURL      string
 	InventoryURL      string
+	CustomerURL       string
+	AuthSigningKey    string
+	AuthTokenTTL      time.Duration
 	AuthHMACSecret    string
 	AuthJWKSURL       string
 	AuthIssuer        string
@@ -114,11 +116,12 @@ func settings() []setting {
 		payment      = []string{"run", "payment"}
 		shipping     = []string{"run", "shipping"}
 		notification = []string{"run", "notification"}
+		customer     = []string{"run", "customer"}
 		ingress      = []string{"ingress"}
 		// Authentication: every process that serves the public API, and `choreo token`, which signs.
-		verify    = []string{"run", "ingress", "order", "orderview", "inventory"}
-		operator  = []string{"run", "ingress", "order", "orderview", "inventory", "load"}
-		authz     = []string{"run", "ingress", "order", "orderview", "inventory", "token"}
+		verify    = []string{"run", "ingress", "order", "orderview", "inventory", "customer"}
+		operator  = []string{"run", "ingress", "order", "orderview", "inventory", "customer", "load"}
+		authz     = []string{"run", "ingress", "order", "orderview", "inventory", "customer", "token"}
 		frontDoor = []string{"run", "ingress"}
 		// TLS and SASL to Kafka: every process whose Kafka clients are built from them.
 		kafkaClients = []string{"run", anyService, "topics", "replay", "dlq", "ingress"}
@@ -141,11 +144,13 @@ func settings() []setting {
 		{"SMTP_FROM", "orders@choreo.local", "sender address of notifications", false, notification, str(func(c *Config) *string { return &c.SMTPFrom })},
 		{"SMTP_USERNAME", "", "SMTP user", false, notification, str(func(c *Config) *string { return &c.SMTPUsername })},
 		{"SMTP_PASSWORD", "", "SMTP password", true, notification, str(func(c *Config) *string { return &c.SMTPPassword })},
-		{"NOTIFY_DOMAIN", "customers.invalid", "mail domain for customer ids that are not addresses", false, notification, str(func(c *Config) *string { return &c.NotifyDomain })},
 		{"OPERATOR_TOKEN", "", "a static bearer token that acts as an operator (catalog changes, every order); with no AUTH_* key source it still guards PUT /v1/products and the console's redrive; choreo load seeds its products with it", true, operator, str(func(c *Config) *string { return &c.OperatorToken })},
 		{"ORDER_URL", "http://127.0.0.1:8081", "base URL of the order service", false, ingress, str(func(c *Config) *string { return &c.OrderURL })},
 		{"ORDERVIEW_URL", "http://127.0.0.1:8086", "base URL of the order read model", false, ingress, str(func(c *Config) *string { return &c.OrderViewURL })},
 		{"INVENTORY_URL", "http://127.0.0.1:8082", "base URL of the inventory service", false, ingress, str(func(c *Config) *string { return &c.InventoryURL })},
+		{"CUSTOMER_URL", "http://127.0.0.1:8087", "base URL of the customer service", false, ingress, str(func(c *Config) *string { return &c.CustomerURL })},
+		{"AUTH_SIGNING_KEY_FILE", "", "PEM private key (RSA 2048+ or EC P-256) the customer service signs tokens with (RS256/ES256) instead of AUTH_HMAC_SECRET; its public half is served at /.well-known/jwks.json", false, customer, str(func(c *Config) *string { return &c.AuthSigningKey })},
+		{"AUTH_TOKEN_TTL", "1h", "how long the access tokens of POST /v1/tokens are valid", false, customer, func(c *Config, v string) (err error) { c.AuthTokenTTL, err = time.ParseDuration(v); return }},
 		{"AUTH_HMAC_SECRET", "", "verify HS256 bearer JWTs with this secret (at least 32 characters)", true, authz, str(func(c *Config) *string { return &c.AuthHMACSecret })},
 		{"AUTH_JWKS_URL", "", "verify RS256/ES256 bearer JWTs with the keys of this JWK Set (cached, refreshed hourly and on an unknown key id)", false, verify, str(func(c *Config) *string { return &c.AuthJWKSURL })},
 		{"AUTH_ISSUER", "", "when set, a token's iss must equal it", false, authz, str(func(c *Config) *string { return &c.AuthIssuer })},
@@ -257,6 +262,12 @@ func (c Config) Validate() error {
 	if err := c.authConfig().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("AUTH_*: %w", err))
 	}
+	if c.AuthTokenTTL <= 0 {
+		errs = append(errs, errors.New("AUTH_TOKEN_TTL must be positive"))
+	}
+	if c.AuthSigningKey != "" && c.AuthHMACSecret != "" {
+		errs = append(errs, errors.New("AUTH_SIGNING_KEY_FILE and AUTH_HMAC_SECRET: tokens are signed with one or the other; set one"))
+	}
 	if c.AuthDisabled && c.authConfig().Enforced() {
 		errs = append(errs, errors.New("AUTH_DISABLED=true contradicts AUTH_HMAC_SECRET/AUTH_JWKS_URL; set one or the other"))
 	}
@@ -334,7 +345,7 @@ func (c Config) telemetryConfig() (telemetry.Config, error) {
 // requireAuth is the check of the production commands that serve the public API: authentication is
 // configured, or explicitly switched off.
 func (c Config) requireAuth(command string) error {
-	if c.authConfig().Enforced() || c.AuthDisabled {
+	if c.authConfig().Enforced() || c.AuthDisabled || (command == "customer" && c.AuthSigningKey != "") {
 		return nil
 	}
 	return fmt.Errorf("`choreo %s` serves the public API: set AUTH_HMAC_SECRET or AUTH_JWKS_URL, or AUTH_DISABLED=true to run it open on purpose", command)

@@ -4,6 +4,7 @@
 -- "order" is a reserved word, hence the quotes.
 CREATE DATABASE "order";
 CREATE DATABASE inventory;
+CREATE DATABASE customer;
 CREATE DATABASE payment;
 CREATE DATABASE shipping;
 CREATE DATABASE notification;

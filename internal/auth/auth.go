@@ -7,6 +7,9 @@ package auth
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -26,8 +29,14 @@ const MinSecretLength = 32
 // Config selects how callers are authenticated. With neither HMACSecret nor JWKSURL authentication is not
 // in force: every route is open, except that OperatorToken, when set, still guards the operator routes.
 type Config struct {
-	HMACSecret    string // HS256 tokens signed with this secret
-	JWKSURL       string // RS256/ES256 tokens signed with a key of this JWK Set
+	HMACSecret string // HS256 tokens signed with this secret
+	JWKSURL    string // RS256/ES256 tokens signed with a key of this JWK Set
+	// VerifyKey, instead: RS256 (an RSA key) or ES256 (an EC P-256 key) tokens signed with this public
+	// key's private half; a process that signs its own tokens (the customer service) verifies with it.
+	VerifyKey crypto.PublicKey
+	// Optional verifies the tokens that are presented but lets requests without one through as if
+	// authentication were off: the open dev mode of `choreo run`, whose tokens still say who the caller is.
+	Optional      bool
 	Issuer        string // when set, the iss claim must equal it
 	Audience      string // when set, the aud claim must contain it
 	OperatorToken string // a static bearer token that acts as an operator
@@ -39,13 +48,20 @@ type Config struct {
 }
 
 // Enforced reports whether callers must present a valid token.
-func (c Config) Enforced() bool { return c.HMACSecret != "" || c.JWKSURL != "" }
+func (c Config) Enforced() bool { return c.hasKey() && !c.Optional }
+
+func (c Config) hasKey() bool { return c.HMACSecret != "" || c.JWKSURL != "" || c.VerifyKey != nil }
 
 // Validate checks that at most one key source is set and that it is usable.
 func (c Config) Validate() error {
 	var errs []error
-	if c.HMACSecret != "" && c.JWKSURL != "" {
-		errs = append(errs, errors.New("set either an HMAC secret or a JWKS URL, not both"))
+	if n := btoi(c.HMACSecret != "") + btoi(c.JWKSURL != "") + btoi(c.VerifyKey != nil); n > 1 {
+		errs = append(errs, errors.New("set one key source: an HMAC secret, a JWKS URL or a verification key"))
+	}
+	switch c.VerifyKey.(type) {
+	case nil, *rsa.PublicKey, *ecdsa.PublicKey:
+	default:
+		errs = append(errs, fmt.Errorf("verification key %T: want RSA or ECDSA", c.VerifyKey))
 	}
 	if c.HMACSecret != "" && len(c.HMACSecret) < MinSecretLength {
 		errs = append(errs, fmt.Errorf("the HMAC secret must be at least %d characters (e.g. `openssl rand -hex 32`)", MinSecretLength))
@@ -56,6 +72,13 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ErrInvalidToken means a bearer token was presented but not accepted.
@@ -91,6 +114,14 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Authenticator, e
 		a.parser = jwt.NewParser(append(opts, jwt.WithValidMethods([]string{"HS256"}))...)
 		secret := []byte(cfg.HMACSecret)
 		a.keys = func(*jwt.Token) (any, error) { return secret, nil }
+	case cfg.VerifyKey != nil:
+		method := "ES256"
+		if _, ok := cfg.VerifyKey.(*rsa.PublicKey); ok {
+			method = "RS256"
+		}
+		a.parser = jwt.NewParser(append(opts, jwt.WithValidMethods([]string{method}))...)
+		key := cfg.VerifyKey
+		a.keys = func(*jwt.Token) (any, error) { return key, nil }
 	case cfg.JWKSURL != "":
 		// Only asymmetric algorithms: an HS256 token "signed" with a public key is refused (key confusion).
 		a.parser = jwt.NewParser(append(opts, jwt.WithValidMethods([]string{"RS256", "ES256"}))...)

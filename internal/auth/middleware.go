@@ -26,6 +26,12 @@ func Policy(r *http.Request) Access {
 		return AccessPublic
 	case p == "/v1/products" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		return AccessPublic
+	case (p == "/v1/customers" || p == "/v1/tokens") && r.Method == http.MethodPost: // register, sign in
+		return AccessPublic
+	case p == "/.well-known/jwks.json" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		return AccessPublic
+	case p == "/v1/customers/me" && (r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodPatch):
+		return AccessCustomer
 	case p == "/v1/orders" && r.Method == http.MethodPost:
 		return AccessCustomer
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
@@ -43,13 +49,16 @@ func oneSegmentUnder(path, prefix string) bool {
 }
 
 // Middleware enforces Policy and puts the caller's Principal in the request context. When authentication
-// is not in force every route is open, but the operator routes still need the operator token if one is set.
+// is not in force every route is open, but the operator routes still need the operator token if one is set;
+// in Config.Optional mode a token that is presented is still verified, and counts.
 // A missing token answers 401, a rejected one 401 with error="invalid_token", a caller without the
 // operator role on an operator route 403; all as problem+json with a WWW-Authenticate challenge.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		need := Policy(r)
-		if need == AccessPublic || (!a.enforce && (need != AccessOperator || a.cfg.OperatorToken == "")) {
+		_, presented := r.Header["Authorization"]
+		optional := a.cfg.Optional && a.parser != nil && presented
+		if need == AccessPublic || (!a.enforce && !optional && (need != AccessOperator || a.cfg.OperatorToken == "")) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -64,7 +73,7 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			challenge(w, r, http.StatusUnauthorized, err)
 			return
 		}
-		if need == AccessOperator && !p.Operator() {
+		if need == AccessOperator && !p.Operator() && (a.enforce || a.cfg.OperatorToken != "") {
 			challenge(w, r, http.StatusForbidden, errNotOperator)
 			return
 		}

@@ -56,8 +56,8 @@ func (s *sampler) flow(groups []GroupStat, now time.Time) Flow {
 	}
 	for _, r := range sagas.OrderSaga() {
 		switch {
-		case r.Trigger == sagas.TriggerPlaceOrder:
-			f.Edges = append(f.Edges, Edge{From: client, To: r.Service, Type: r.Trigger, Kind: r.Kind, Rate: s.typeRate("order.placed", now)})
+		case r.IsRequest():
+			f.Edges = append(f.Edges, Edge{From: client, To: r.Service, Type: r.Trigger, Kind: r.Kind, Rate: s.typeRate(r.Emits[0], now)})
 		case r.IsEvent():
 			f.Edges = append(f.Edges, Edge{From: sagas.Emitter(r.Trigger), To: r.Service, Type: r.Trigger, Kind: r.Kind, Rate: s.typeRate(r.Trigger, now)})
 		}

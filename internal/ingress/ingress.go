@@ -23,6 +23,7 @@ type Upstreams struct {
 	Order     string // POST /v1/orders
 	OrderView string // GET /v1/orders..., the timeline pages under /orders, GET /v1/reports/sales
 	Inventory string // /v1/products...
+	Customer  string // /v1/customers..., POST /v1/tokens, /.well-known/jwks.json
 }
 
 // New returns the ingress handler: guard (typically Guard with the process's authenticator) wraps the
@@ -36,6 +37,8 @@ func New(up Upstreams, guard func(http.Handler) http.Handler, log zerolog.Logger
 		{[]string{"POST /v1/orders"}, up.Order},
 		{[]string{"GET /v1/orders", "GET /v1/orders/{id}", "GET /orders", "GET /orders/{id}", "GET /v1/reports/sales"}, up.OrderView},
 		{[]string{"GET /v1/products", "PUT /v1/products/{sku}"}, up.Inventory},
+		{[]string{"POST /v1/customers", "GET /v1/customers/{id}", "PATCH /v1/customers/me", "PUT /v1/customers/{id}/credit-limit",
+			"POST /v1/customers/{id}/block", "POST /v1/customers/{id}/unblock", "POST /v1/tokens", "GET /.well-known/jwks.json"}, up.Customer},
 	}
 	var checks []httpapi.Check
 	for _, r := range routes {

@@ -22,7 +22,7 @@ func upstream(t *testing.T, name string) string {
 }
 
 func TestRoutesEachPathToItsOwner(t *testing.T) {
-	h, err := New(Upstreams{Order: upstream(t, "order"), OrderView: upstream(t, "orderview"), Inventory: upstream(t, "inventory")}, nil, zerolog.Nop())
+	h, err := New(Upstreams{Order: upstream(t, "order"), OrderView: upstream(t, "orderview"), Inventory: upstream(t, "inventory"), Customer: upstream(t, "customer")}, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +35,13 @@ func TestRoutesEachPathToItsOwner(t *testing.T) {
 		{"GET", "/orders/abc", "orderview GET /orders/abc"},
 		{"GET", "/v1/products", "inventory GET /v1/products"},
 		{"PUT", "/v1/products/KB-1", "inventory PUT /v1/products/KB-1"},
+		{"POST", "/v1/customers", "customer POST /v1/customers"},
+		{"POST", "/v1/tokens", "customer POST /v1/tokens"},
+		{"GET", "/.well-known/jwks.json", "customer GET /.well-known/jwks.json"},
+		{"GET", "/v1/customers/me", "customer GET /v1/customers/me"},
+		{"PATCH", "/v1/customers/me", "customer PATCH /v1/customers/me"},
+		{"PUT", "/v1/customers/c1/credit-limit", "customer PUT /v1/customers/c1/credit-limit"},
+		{"POST", "/v1/customers/c1/block", "customer POST /v1/customers/c1/block"},
 	}
 	for _, c := range cases {
 		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader("{}"))
@@ -62,7 +69,7 @@ func TestUnavailableUpstreamIsA502Problem(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadURL := dead.URL
 	dead.Close()
-	h, err := New(Upstreams{Order: deadURL, OrderView: upstream(t, "orderview"), Inventory: upstream(t, "inventory")}, nil, zerolog.Nop())
+	h, err := New(Upstreams{Order: deadURL, OrderView: upstream(t, "orderview"), Inventory: upstream(t, "inventory"), Customer: upstream(t, "customer")}, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +96,7 @@ func TestUnavailableUpstreamIsA502Problem(t *testing.T) {
 }
 
 func TestRejectsRelativeUpstream(t *testing.T) {
-	if _, err := New(Upstreams{Order: "order:8080", OrderView: "http://x", Inventory: "http://y"}, nil, zerolog.Nop()); err == nil {
+	if _, err := New(Upstreams{Order: "order:8080", OrderView: "http://x", Inventory: "http://y", Customer: "http://z"}, nil, zerolog.Nop()); err == nil {
 		t.Fatal("an upstream without scheme was accepted")
 	}
 }

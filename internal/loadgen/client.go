@@ -79,6 +79,21 @@ func (c *client) seed(ctx context.Context, stock map[string]int) error {
 	return nil
 }
 
+// register registers a customer (POST /v1/customers) and returns its id: orders by customers the customer
+// service does not know are rejected.
+func (c *client) register(ctx context.Context, email, password string) (string, error) {
+	body := map[string]string{"email": email, "name": "Load Test", "password": password}
+	code, b, err := c.do(ctx, http.MethodPost, "/v1/customers", "", body, nil)
+	if err != nil {
+		return "", fmt.Errorf("register customer %s: %w", email, err)
+	}
+	var created struct{ ID string }
+	if code != http.StatusCreated || json.Unmarshal(b, &created) != nil || created.ID == "" {
+		return "", fmt.Errorf("register customer %s: HTTP %d: %s", email, code, bytes.TrimSpace(b))
+	}
+	return created.ID, nil
+}
+
 // place POSTs an order and returns its id, or why it was not accepted ("HTTP 503", "transport: timeout").
 func (c *client) place(ctx context.Context, key string, order placeRequest) (id, failure string) {
 	code, b, err := c.do(ctx, http.MethodPost, "/v1/orders", c.token, order, map[string]string{"Idempotency-Key": key})

@@ -15,12 +15,13 @@ import (
 // fakeIngress accepts every order and confirms it at once, but takes slow after the first fast orders
 // (the final event is stamped slow after the POST): a system whose knee is known in advance.
 type fakeIngress struct {
-	mu     sync.Mutex
-	fast   int           // orders confirmed 1ms after their POST
-	slow   time.Duration // the latency of every later order
-	n      int
-	finals map[string]time.Time
-	seeded map[string]int
+	mu        sync.Mutex
+	fast      int           // orders confirmed 1ms after their POST
+	slow      time.Duration // the latency of every later order
+	n         int
+	customers int
+	finals    map[string]time.Time
+	seeded    map[string]int
 }
 
 func (f *fakeIngress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -32,6 +33,10 @@ func (f *fakeIngress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewDecoder(r.Body).Decode(&p)
 		f.seeded[strings.TrimPrefix(r.URL.Path, "/v1/products/")] = p.Stock
 		w.WriteHeader(http.StatusOK)
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/customers":
+		f.customers++
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id":"customer-%d"}`, f.customers)
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/orders":
 		f.n++
 		id := fmt.Sprintf("order-%d", f.n)

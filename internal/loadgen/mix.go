@@ -151,6 +151,9 @@ type planner struct {
 	rng     *rand.Rand
 	counts  map[Outcome]int
 	n       int
+	// customers are the registered customers the orders are placed for, in turn (none: "load-NNN",
+	// ids the customer service rejects).
+	customers []string
 }
 
 func newPlanner(mix Mix, catalog Catalog, seed uint64) *planner {
@@ -192,8 +195,12 @@ func (p *planner) next() planned {
 	case ShippingFailed:
 		country = "XX"
 	}
+	customer := fmt.Sprintf("load-%03d", p.n%1000)
+	if len(p.customers) > 0 {
+		customer = p.customers[p.n%len(p.customers)]
+	}
 	return planned{want: want, body: placeRequest{
-		CustomerID:   fmt.Sprintf("load-%03d", p.n%1000),
+		CustomerID:   customer,
 		Items:        items,
 		PaymentToken: token,
 		ShippingAddress: events.Address{

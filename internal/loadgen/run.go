@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -26,6 +28,27 @@ type session struct {
 	stop  func()         // stops following the final events and waits for it
 }
 
+// loadCustomers is how many customers a session registers and orders for, in turn.
+const loadCustomers = 10
+
+// registerCustomers registers the session's customers, new ones for each session (the customer service
+// rejects orders by ids it does not know).
+func (s *session) registerCustomers(ctx context.Context) error {
+	pw := make([]byte, 12)
+	if _, err := rand.Read(pw); err != nil {
+		return fmt.Errorf("customer password: %w", err)
+	}
+	id := strings.NewReplacer(".", "-", ":", "-").Replace(strings.ToLower(s.runID))
+	for i := range loadCustomers {
+		c, err := s.client.register(ctx, fmt.Sprintf("load-%s-%x-%02d@load.invalid", id, pw[:4], i), hex.EncodeToString(pw))
+		if err != nil {
+			return err
+		}
+		s.planner.customers = append(s.planner.customers, c)
+	}
+	return nil
+}
+
 // open seeds the catalog and starts following final events: from Kafka, or by polling the read model
 // when Kafka cannot be reached.
 func open(ctx context.Context, cfg Config) (*session, error) {
@@ -38,6 +61,10 @@ func open(ctx context.Context, cfg Config) (*session, error) {
 		sem:     make(chan struct{}, cfg.Concurrency),
 	}
 	if err := s.client.seed(ctx, cfg.Catalog.seeds()); err != nil {
+		s.client.close()
+		return nil, err
+	}
+	if err := s.registerCustomers(ctx); err != nil {
 		s.client.close()
 		return nil, err
 	}

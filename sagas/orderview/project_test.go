@@ -256,3 +256,20 @@ func TestOneBatchFoldsEachOrder(t *testing.T) {
 		t.Fatalf("order %+v", batch)
 	}
 }
+
+// TestCustomerEventsMakeNoOrder: the customer service's lifecycle events share its topic with its saga
+// steps, and their subject, a customer id, is a UUID too; they must not become orders.
+func TestCustomerEventsMakeNoOrder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, orderview.Config{})
+	customer := newSaga(t) // a UUID, as customer ids are
+	f.projectBatch(t, customer.event("customer", 0, events.CustomerRegistered{CustomerID: customer.id, Email: "a@example.com", Name: "A"}),
+		customer.event("customer", time.Second, events.CustomerBlocked{CustomerID: customer.id}))
+	var rows int
+	if err := f.pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM orderview.orders WHERE id = $1) + (SELECT count(*) FROM orderview.timeline WHERE order_id = $1)`, customer.id).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 0 {
+		t.Fatalf("a customer's lifecycle events left %d order or timeline rows", rows)
+	}
+}

@@ -64,7 +64,7 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, evs []consumer.Event) er
 	)
 	for _, ev := range evs {
 		id, err := uuid.Parse(ev.Subject)
-		if err != nil { // not about an order: nothing to show it on
+		if err != nil || aboutACustomer(ev.Type) { // not about an order: nothing to show it on
 			continue
 		}
 		tl.add(id, ev)
@@ -85,6 +85,18 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, evs []consumer.Event) er
 		return err
 	}
 	return upsertOrders(ctx, tx, ids, orders)
+}
+
+// aboutACustomer reports whether events of type t are about a customer (registered, blocked, …) rather
+// than an order: they share the customer service's topic with its saga steps, and their subject is a
+// customer id.
+func aboutACustomer(t string) bool {
+	for _, p := range events.CustomerLifecycle() {
+		if p.EventType() == t {
+			return true
+		}
+	}
+	return false
 }
 
 // fold applies what ev's payload says about its order to o.

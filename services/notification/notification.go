@@ -2,6 +2,12 @@
 // one message per order. With SMTP configured the message is mailed by a sender loop (retried with backoff,
 // recorded as FAILED with the error after Config.MaxAttempts); without it the message is recorded in the
 // service's database and logged.
+//
+// It writes to the address the customer registered: it keeps its own copy of each customer's email and
+// name from customer.registered and customer.updated. An outcome for a customer it has not heard of yet
+// is recorded as WAITING, without a recipient, and goes out when that customer's customer.registered
+// arrives; no address is ever guessed. An order placed for an id nobody registered (possible only
+// without authentication) is rejected by the customer service, and its message waits for good.
 package notification
 
 import (
@@ -9,7 +15,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,7 +34,6 @@ var migrationFiles embed.FS
 // Config configures the notification service.
 type Config struct {
 	SMTP        SMTPConfig    // zero Addr: no mail, messages are recorded and logged
-	Domain      string        // recipients are <customer_id>@Domain unless the customer id is an address
 	MaxAttempts int           // SMTP attempts before a message is recorded as FAILED (default 10)
 	PollEvery   time.Duration // how often the sender looks for due messages (default 500ms)
 }
@@ -75,16 +79,16 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 	if cfg.PollEvery <= 0 {
 		cfg.PollEvery = 500 * time.Millisecond
 	}
-	if cfg.Domain == "" {
-		cfg.Domain = "customers.invalid"
-	}
 	return &Service{cfg: cfg, pool: pool, log: log, emit: outbox.Emitter{Source: sagas.Notification, Topic: topic}}
 }
 
-// Handlers registers the outcomes to notify and the order.placed that names the customer.
+// Handlers registers the outcomes to notify, the order.placed that names the customer and the customer
+// events that say where to write.
 func (s *Service) Handlers(r *consumer.Router) {
 	consumer.On(r, s.rememberCustomer)
 	r.OnEach(s.notify, events.OrderConfirmed{}, events.OrderCancelled{})
+	consumer.On(r, s.onRegistered)
+	consumer.On(r, s.onUpdated)
 }
 
 // Run sends pending mail when SMTP is configured.
@@ -104,7 +108,8 @@ func (s *Service) rememberCustomer(ctx context.Context, tx pgx.Tx, _ consumer.Ev
 	return nil
 }
 
-// notify records the outcome message. Without SMTP it is "sent" at once, to the log.
+// notify records the outcome message. Without SMTP it is "sent" at once, to the log; for a customer whose
+// address is not known yet it waits for customer.registered.
 func (s *Service) notify(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 	orderID := ev.Subject
 	var customer string
@@ -116,29 +121,106 @@ func (s *Service) notify(ctx context.Context, tx pgx.Tx, ev consumer.Event) erro
 	if err != nil {
 		return fmt.Errorf("find customer of %s: %w", orderID, err)
 	}
+	if err := lockCustomer(ctx, tx, customer); err != nil {
+		return err
+	}
+	var recipient, name string
+	err = tx.QueryRow(ctx, `SELECT email, name FROM contacts WHERE customer_id = $1`, customer).Scan(&recipient, &name)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("find address of customer %s: %w", customer, err)
+	}
 	subject, body := message(orderID, ev.Payload)
 	channel, status := "smtp", "PENDING"
 	if s.cfg.SMTP.Addr == "" {
 		channel, status = "log", "SENT"
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO notifications (order_id, outcome, recipient, subject, body, channel, status, correlation_id, sent_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $7 = 'SENT' THEN now() END) ON CONFLICT DO NOTHING`,
-		orderID, ev.Type, s.recipient(customer), subject, body, channel, status, ev.CorrelationID)
+	if recipient == "" {
+		status = "WAITING"
+	} else {
+		body = greeting(name) + body
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO notifications (order_id, customer_id, outcome, recipient, subject, body, channel, status, correlation_id, sent_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $8 = 'SENT' THEN now() END) ON CONFLICT DO NOTHING`,
+		orderID, customer, ev.Type, recipient, subject, body, channel, status, ev.CorrelationID)
 	if err != nil {
 		return fmt.Errorf("record notification for %s: %w", orderID, err)
 	}
-	if tag.RowsAffected() == 0 || channel != "log" {
-		return nil // already notified, or the sender loop mails it
+	switch {
+	case tag.RowsAffected() == 0:
+		return nil // already notified
+	case status == "WAITING":
+		zerolog.Ctx(ctx).Info().Str("order_id", orderID).Str("customer_id", customer).Msg("no address for the customer yet; the notification waits for customer.registered")
+		return nil
+	case channel != "log":
+		return nil // the sender loop mails it
 	}
 	zerolog.Ctx(ctx).Info().Str("order_id", orderID).Str("customer_id", customer).Str("subject", subject).Msg("customer notified (log channel)")
 	return s.emit.Emit(ctx, tx, ev.Envelope, events.NotificationSent{OrderID: orderID, Outcome: ev.Type, Channel: channel})
 }
 
-func (s *Service) recipient(customer string) string {
-	if strings.Contains(customer, "@") {
-		return customer
+// onRegistered keeps the new customer's address and releases the messages that waited for it.
+func (s *Service) onRegistered(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.CustomerRegistered) error {
+	if err := keepContact(ctx, tx, ev, p.CustomerID, p.Email, p.Name); err != nil {
+		return err
 	}
-	return customer + "@" + s.cfg.Domain
+	rows, err := tx.Query(ctx, `UPDATE notifications SET recipient = $2, body = $3 || body, next_attempt_at = now(),
+			status = CASE channel WHEN 'log' THEN 'SENT' ELSE 'PENDING' END, sent_at = CASE channel WHEN 'log' THEN now() END
+		WHERE customer_id = $1 AND status = 'WAITING' RETURNING order_id, outcome, correlation_id, channel`,
+		p.CustomerID, p.Email, greeting(p.Name))
+	if err != nil {
+		return fmt.Errorf("release notifications of customer %s: %w", p.CustomerID, err)
+	}
+	type released struct{ OrderID, Outcome, CorrelationID, Channel string }
+	rel, err := pgx.CollectRows(rows, pgx.RowToStructByPos[released])
+	if err != nil {
+		return fmt.Errorf("release notifications of customer %s: %w", p.CustomerID, err)
+	}
+	for _, n := range rel {
+		if n.Channel != "log" {
+			continue // the sender loop mails it
+		}
+		zerolog.Ctx(ctx).Info().Str("order_id", n.OrderID).Str("customer_id", p.CustomerID).Msg("customer notified (log channel), once registered")
+		if err := s.emit.EmitInSaga(ctx, tx, n.OrderID, n.CorrelationID, events.NotificationSent{OrderID: n.OrderID, Outcome: n.Outcome, Channel: n.Channel}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onUpdated keeps the customer's new address for the messages to come.
+func (s *Service) onUpdated(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.CustomerUpdated) error {
+	return keepContact(ctx, tx, ev, p.CustomerID, p.Email, p.Name)
+}
+
+// keepContact stores the customer's address and name unless a later event set them already.
+func keepContact(ctx context.Context, tx pgx.Tx, ev consumer.Event, customer, email, name string) error {
+	if err := lockCustomer(ctx, tx, customer); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO contacts (customer_id, email, name, updated_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (customer_id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name, updated_at = EXCLUDED.updated_at
+		WHERE contacts.updated_at <= EXCLUDED.updated_at`, customer, email, name, ev.Time)
+	if err != nil {
+		return fmt.Errorf("keep address of customer %s: %w", customer, err)
+	}
+	return nil
+}
+
+// lockCustomer serializes, per customer, recording an outcome and learning the address: they come from
+// different topics, so in parallel transactions; without the lock an outcome could miss the address
+// committed beside it and wait for a registration that has already been handled.
+func lockCustomer(ctx context.Context, tx pgx.Tx, customer string) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('notification.customer:' || $1, 0))`, customer); err != nil {
+		return fmt.Errorf("lock customer %s: %w", customer, err)
+	}
+	return nil
+}
+
+func greeting(name string) string {
+	if name == "" {
+		return ""
+	}
+	return "Hello " + name + ",\n\n"
 }
 
 // message renders the customer-facing text of an outcome.
@@ -163,6 +245,8 @@ func humanReason(reason string) string {
 		return "we cannot ship to the address given"
 	case events.ReasonExpired:
 		return "it could not be completed in time"
+	case events.ReasonCustomerRejected:
+		return "we cannot accept orders from this account"
 	}
 	return reason
 }

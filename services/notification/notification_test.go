@@ -107,24 +107,25 @@ func (s *smtpServer) received() []string {
 	return append([]string(nil), s.mails...)
 }
 
-// start runs the notification service with SMTP at addr, consuming a private namespace's order topic.
-func start(t *testing.T, smtpAddr string) (*host.Unit, func(...events.Payload)) {
+// start runs the notification service with SMTP at addr, consuming a private namespace's topics. The
+// function it returns publishes payloads about a subject to the topic of the service that emits them.
+func start(t *testing.T, smtpAddr string) (*host.Unit, func(source, subject string, ps ...events.Payload)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ns := "n" + testenv.Name(t, "x")[len(testenv.Name(t, "x"))-8:] + "_"
 	brokers := testenv.Kafka(t)
-	orders := ns + sagas.Topic(sagas.Order)
-	err := kafkaadmin.EnsureTopics(ctx, brokers,
-		kafkaadmin.Topic{Name: orders, Partitions: 1}, kafkaadmin.Topic{Name: orders + consumer.DLQSuffix, Partitions: 1},
-		kafkaadmin.Topic{Name: ns + sagas.Topic(sagas.Notification), Partitions: 1})
-	if err != nil {
+	spec := notification.Spec(notification.Config{
+		SMTP:        notification.SMTPConfig{Addr: smtpAddr, From: "orders@choreo.test"},
+		MaxAttempts: 2, PollEvery: 20 * time.Millisecond,
+	})
+	topics := []kafkaadmin.Topic{{Name: ns + sagas.Topic(sagas.Notification), Partitions: 1}}
+	for _, c := range spec.Consumes {
+		topics = append(topics, kafkaadmin.Topic{Name: ns + c, Partitions: 1}, kafkaadmin.Topic{Name: ns + c + consumer.DLQSuffix, Partitions: 1})
+	}
+	if err := kafkaadmin.EnsureTopics(ctx, brokers, topics...); err != nil {
 		t.Fatal(err)
 	}
 	reg, _ := events.Catalog()
-	spec := notification.Spec(notification.Config{
-		SMTP: notification.SMTPConfig{Addr: smtpAddr, From: "orders@choreo.test"}, Domain: "example.test",
-		MaxAttempts: 2, PollEvery: 20 * time.Millisecond,
-	})
 	u, err := host.Open(ctx, spec, testenv.DatabaseURL(t), brokers, reg, testenv.Logger(t), host.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
@@ -135,15 +136,15 @@ func start(t *testing.T, smtpAddr string) (*host.Unit, func(...events.Payload)) 
 
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	t.Cleanup(func() { w.Close() })
-	publish := func(ps ...events.Payload) {
+	publish := func(source, subject string, ps ...events.Payload) {
 		t.Helper()
 		var msgs []kafka.Message
 		for _, p := range ps {
-			e, err := events.New("order", "o-1", p)
+			e, err := events.New(source, subject, p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			msgs = append(msgs, events.ToMessage(orders, e))
+			msgs = append(msgs, events.ToMessage(ns+sagas.Topic(source), e))
 		}
 		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
 			t.Fatal(err)
@@ -169,14 +170,16 @@ func TestOutcomeIsMailedExactlyOnce(t *testing.T) {
 	u, publish := start(t, srv.addr)
 	placed := events.OrderPlaced{OrderID: "o-1", CustomerID: "alice", Items: []events.Item{{SKU: "A", Quantity: 1}}}
 	confirmed := events.OrderConfirmed{OrderID: "o-1"}
-	publish(placed, confirmed, confirmed) // the outcome twice, as two distinct events
+	publish("order", "o-1", placed, confirmed, confirmed) // the outcome twice, as two distinct events
+	// The address comes from the customer's registration, on another topic, before or after the outcome.
+	publish("customer", "alice", events.CustomerRegistered{CustomerID: "alice", Email: "alice@example.test", Name: "Alice"})
 
 	testenv.Eventually(t, 30*time.Second, "the notification to be sent", func() bool { s, _, _ := status(t, u); return s == "SENT" })
 	mails := srv.received()
 	if len(mails) != 1 {
 		t.Fatalf("%d mails, want exactly 1", len(mails))
 	}
-	for _, want := range []string{"To: alice@example.test", "Subject: Your order o-1 is confirmed", "Message-ID: <o-1.order.confirmed@choreo>"} {
+	for _, want := range []string{"To: alice@example.test", "Subject: Your order o-1 is confirmed", "Message-ID: <o-1.order.confirmed@choreo>", "Hello Alice,"} {
 		if !strings.Contains(mails[0], want) {
 			t.Errorf("mail lacks %q:\n%s", want, mails[0])
 		}
@@ -188,7 +191,8 @@ func TestUndeliverableMailIsRecordedAsFailed(t *testing.T) {
 	t.Parallel()
 	srv := newSMTPServer(t, true)
 	u, publish := start(t, srv.addr)
-	publish(events.OrderPlaced{OrderID: "o-1", CustomerID: "bob", Items: []events.Item{{SKU: "A", Quantity: 1}}},
+	publish("customer", "bob", events.CustomerRegistered{CustomerID: "bob", Email: "bob@example.test", Name: "Bob"})
+	publish("order", "o-1", events.OrderPlaced{OrderID: "o-1", CustomerID: "bob", Items: []events.Item{{SKU: "A", Quantity: 1}}},
 		events.OrderCancelled{OrderID: "o-1", Reason: events.ReasonOutOfStock})
 
 	testenv.Eventually(t, 30*time.Second, "the notification to fail", func() bool { s, _, _ := status(t, u); return s == "FAILED" })

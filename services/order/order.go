@@ -84,6 +84,7 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) (*Ser
 func (s *Service) Handlers(r *consumer.Router) {
 	r.OnEach(s.settleOn(Confirmed, ""), events.ShipmentScheduled{})
 	r.OnEach(s.settleOn(Cancelled, events.ReasonOutOfStock), events.StockRejected{})
+	r.OnEach(s.settleOn(Cancelled, events.ReasonCustomerRejected), events.CustomerRejected{})
 	r.OnEach(s.settleOn(Cancelled, events.ReasonPaymentDeclined), events.PaymentDeclined{})
 	r.OnEach(s.settleOn(Cancelled, events.ReasonShippingFailed), events.ShipmentFailed{})
 }

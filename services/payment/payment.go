@@ -1,11 +1,13 @@
-// Package payment is the payment service. It authorizes an order's total once it knows both the payment
-// token (order.placed) and the reserved total (stock.reserved), whichever arrives first, and refunds the
-// authorization when shipping fails or the order is cancelled.
+// Package payment is the payment service. It authorizes an order's total once it knows the payment token
+// (order.placed), the reserved total (stock.reserved) and that the customer is approved
+// (customer.approved), whichever arrives last, and refunds the authorization when shipping fails or the
+// order is cancelled. It keeps each customer's credit limit from customer.credit_limit_set.
 //
 // Decline rules, deterministic so that demos and tests can drive every path:
 //   - the payment token "tok_decline" is always declined (reason "card_declined");
 //   - a total above the customer's limit is declined (reason "limit_exceeded"); the limit is the
-//     customer's row in customer_limits, else Config.DefaultLimitCents (1,000,000 cents by default).
+//     customer's row in customer_limits (from customer.credit_limit_set), else Config.DefaultLimitCents
+//     (1,000,000 cents by default).
 package payment
 
 import (
@@ -81,6 +83,8 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 func (s *Service) Handlers(r *consumer.Router) {
 	consumer.On(r, s.onPlaced)
 	consumer.On(r, s.onReserved)
+	consumer.On(r, s.onApproved)
+	consumer.On(r, s.onCreditLimit)
 	r.OnEach(s.refund, events.ShipmentFailed{}, events.OrderCancelled{})
 }
 
@@ -91,9 +95,10 @@ type state struct {
 	Token       *string
 	AmountCents *int64
 	PaymentID   *uuid.UUID
+	Approved    bool
 }
 
-const returning = ` RETURNING status, customer_id, token, amount_cents, payment_id`
+const returning = ` RETURNING status, customer_id, token, amount_cents, payment_id, customer_approved`
 
 func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.OrderPlaced) error {
 	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, customer_id, token, status) VALUES ($1, $2, $3, 'WAITING')
@@ -115,9 +120,29 @@ func (s *Service) onReserved(ctx context.Context, tx pgx.Tx, ev consumer.Event, 
 	return s.authorize(ctx, tx, ev, p.OrderID, st)
 }
 
-// authorize decides a WAITING payment once both its token and its amount are known.
+func (s *Service) onApproved(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.CustomerApproved) error {
+	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, customer_approved, status) VALUES ($1, true, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET customer_approved = true, updated_at = now()`+returning, p.OrderID)
+	if err != nil {
+		return err
+	}
+	return s.authorize(ctx, tx, ev, p.OrderID, st)
+}
+
+// onCreditLimit keeps the customer's limit; a redelivered older limit does not replace a newer one.
+func (s *Service) onCreditLimit(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.CustomerCreditLimitSet) error {
+	_, err := tx.Exec(ctx, `INSERT INTO customer_limits (customer_id, limit_cents, set_at) VALUES ($1, $2, $3)
+		ON CONFLICT (customer_id) DO UPDATE SET limit_cents = EXCLUDED.limit_cents, set_at = EXCLUDED.set_at
+		WHERE customer_limits.set_at IS NULL OR customer_limits.set_at <= EXCLUDED.set_at`, p.CustomerID, p.LimitCents, ev.Time)
+	if err != nil {
+		return fmt.Errorf("keep credit limit of %s: %w", p.CustomerID, err)
+	}
+	return nil
+}
+
+// authorize decides a WAITING payment once its token, its amount and the customer's approval are known.
 func (s *Service) authorize(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID string, st state) error {
-	if st.Status != Waiting || st.Token == nil || st.AmountCents == nil || st.CustomerID == nil {
+	if st.Status != Waiting || st.Token == nil || st.AmountCents == nil || st.CustomerID == nil || !st.Approved {
 		return nil
 	}
 	limit := s.cfg.DefaultLimitCents
@@ -149,7 +174,7 @@ func (s *Service) authorize(ctx context.Context, tx pgx.Tx, ev consumer.Event, o
 }
 
 // refund compensates: an authorized payment is refunded; a payment not yet decided is cancelled so that a
-// stock.reserved arriving later authorizes nothing.
+// stock.reserved or customer.approved arriving later authorizes nothing.
 func (s *Service) refund(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 	orderID := ev.Subject
 	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, status) VALUES ($1, 'CANCELLED')

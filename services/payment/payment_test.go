@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/testing/servicetest"
@@ -31,15 +32,24 @@ func reserved(t *testing.T, id string, total int64) events.Envelope {
 	return servicetest.Event(t, "inventory", id, events.StockReserved{OrderID: id, TotalCents: total})
 }
 
-// TestAuthorizesOnceBothHalvesArrive: order.placed (token) and stock.reserved (amount) come from different
-// topics in either order, each possibly twice; the decision is taken once, when both are known.
-func TestAuthorizesOnceBothHalvesArrive(t *testing.T) {
+func approved(t *testing.T, id string) events.Envelope {
+	return servicetest.Event(t, "customer", id, events.CustomerApproved{OrderID: id, CustomerID: "c-" + id})
+}
+
+// TestAuthorizesOnceEveryPartArrives: order.placed (token), stock.reserved (amount) and customer.approved
+// come from three topics in any order, each possibly twice; the decision is taken once, when all are known.
+func TestAuthorizesOnceEveryPartArrives(t *testing.T) {
 	t.Parallel()
-	for i, order := range servicetest.Permutations([]events.Envelope{placed(t, "o", "tok_visa"), reserved(t, "o", 500)}) {
+	for i, order := range servicetest.Permutations([]events.Envelope{placed(t, "o", "tok_visa"), reserved(t, "o", 500), approved(t, "o")}) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			s := servicetest.New(t, payment.Spec(payment.Config{DefaultLimitCents: 1000}))
-			for _, e := range append(order, order...) {
+			for j, e := range append(order, order...) {
 				s.Apply(e)
+				if j < len(order)-1 {
+					if st := status(t, s, "o"); st != payment.Waiting {
+						t.Fatalf("status %s after %d of the 3 parts, want WAITING", st, j+1)
+					}
+				}
 			}
 			if st := status(t, s, "o"); st != payment.Authorized {
 				t.Fatalf("status %s, want AUTHORIZED", st)
@@ -74,18 +84,19 @@ func TestDeclineRules(t *testing.T) {
 		}
 		s.Apply(p)
 		s.Apply(reserved(t, c.id, c.total))
+		s.Apply(approved(t, c.id))
 		if st := status(t, s, c.id); st != c.want {
 			t.Errorf("%s: status %s, want %s", c.id, st, c.want)
 		}
 	}
 }
 
-// TestCancellationRacesAuthorization: order.cancelled can arrive before, between or after the halves.
+// TestCancellationRacesAuthorization: order.cancelled can arrive before, between or after the parts.
 // Whatever the order, the payment must never stay authorized, and a refund follows every authorization.
 func TestCancellationRacesAuthorization(t *testing.T) {
 	t.Parallel()
 	cancelled := servicetest.Event(t, "order", "o", events.OrderCancelled{OrderID: "o", Reason: events.ReasonExpired})
-	for i, order := range servicetest.Permutations([]events.Envelope{placed(t, "o", "tok_visa"), reserved(t, "o", 500), cancelled}) {
+	for i, order := range servicetest.Permutations([]events.Envelope{placed(t, "o", "tok_visa"), reserved(t, "o", 500), approved(t, "o"), cancelled}) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			s := servicetest.New(t, payment.Spec(payment.Config{DefaultLimitCents: 1000}))
 			for _, e := range append(order, order...) {
@@ -105,5 +116,36 @@ func TestCancellationRacesAuthorization(t *testing.T) {
 				t.Fatalf("status %s after cancellation (events %v)", st, got)
 			}
 		})
+	}
+}
+
+// TestCreditLimitFromEvents: customer.credit_limit_set fills customer_limits; a redelivered older limit
+// does not replace a newer one.
+func TestCreditLimitFromEvents(t *testing.T) {
+	t.Parallel()
+	s := servicetest.New(t, payment.Spec(payment.Config{DefaultLimitCents: 1000}))
+	limit := func(cents int64, at time.Time) events.Envelope {
+		e := servicetest.Event(t, "customer", "c-rich", events.CustomerCreditLimitSet{CustomerID: "c-rich", LimitCents: cents})
+		e.Time = at
+		return e
+	}
+	now := time.Now()
+	older, newer := limit(2000, now.Add(-time.Minute)), limit(5000, now)
+	s.Apply(older)
+	s.Apply(newer)
+	s.Apply(older)
+	var got int64
+	if err := s.Pool.QueryRow(context.Background(), `SELECT limit_cents FROM customer_limits WHERE customer_id = 'c-rich'`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != 5000 {
+		t.Fatalf("limit %d, want the newer 5000", got)
+	}
+	rich := servicetest.Event(t, "order", "r", events.OrderPlaced{OrderID: "r", CustomerID: "c-rich", PaymentToken: "tok_visa", Items: []events.Item{{SKU: "A", Quantity: 1}}})
+	s.Apply(rich)
+	s.Apply(reserved(t, "r", 4000))
+	s.Apply(approved(t, "r"))
+	if st := status(t, s, "r"); st != payment.Authorized {
+		t.Fatalf("4000 within the customer's 5000 limit: %s, want AUTHORIZED", st)
 	}
 }

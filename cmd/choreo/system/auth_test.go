@@ -216,7 +216,7 @@ func TestAuthorization(t *testing.T) {
 			urls[name] = srv.URL
 		}
 		guard := func(next http.Handler) http.Handler { return ingress.Guard(next, authn, nil) }
-		front, err := ingress.New(ingress.Upstreams{Order: urls["order"], OrderView: urls["orderview"], Inventory: urls["inventory"]}, guard, testenv.Logger(t))
+		front, err := ingress.New(ingress.Upstreams{Order: urls["order"], OrderView: urls["orderview"], Inventory: urls["inventory"], Customer: urls["customer"]}, guard, testenv.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/outbox"
 	"github.com/choreo-dev/choreo/sagas"
+	"github.com/choreo-dev/choreo/services/customer"
 	"github.com/choreo-dev/choreo/services/order"
 	"github.com/choreo-dev/choreo/services/payment"
 	"github.com/choreo-dev/choreo/services/shipping"
@@ -36,6 +37,9 @@ type harness struct {
 	sys  *system.System
 	url  string
 	wait func() // waits until the system stopped, then releases it
+
+	mu        sync.Mutex
+	customers map[string]string // name -> id of the customers registered through h.customer
 }
 
 func baseConfig(t testing.TB) system.Config {
@@ -50,6 +54,8 @@ func baseConfig(t testing.TB) system.Config {
 		Order:      order.Config{Deadline: 2 * time.Minute},
 		Payment:    payment.Config{DefaultLimitCents: 1_000_000},
 		Shipping:   shipping.Config{Countries: []string{"US", "DE"}},
+		// Cheap hashes: the tests register hundreds of customers; production keeps OWASP's parameters.
+		Customer: customer.Config{Password: customer.PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1}},
 		Host: host.Options{
 			Namespace: ns,
 			Consumer: func(c *consumer.Config) {
@@ -80,7 +86,7 @@ func startUntil(t testing.TB, ctx context.Context, cfg system.Config) *harness {
 	srv := httptest.NewServer(sys.Handler())
 	done := make(chan error, 1)
 	go func() { done <- sys.Run(ctx) }()
-	h := &harness{t: t, cfg: cfg, sys: sys, url: srv.URL}
+	h := &harness{t: t, cfg: cfg, sys: sys, url: srv.URL, customers: map[string]string{}}
 	var once sync.Once
 	h.wait = func() {
 		once.Do(func() {
@@ -131,6 +137,24 @@ func (h *harness) doAt(base, method, path string, body any, header map[string]st
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, resp.Header
+}
+
+// customer registers name (as name@e2e.test) the first time it is asked for, and returns its id: the
+// customer service rejects orders of customers it does not know.
+func (h *harness) customer(name string) string {
+	h.t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if id, ok := h.customers[name]; ok {
+		return id
+	}
+	code, body := h.do("POST", "/v1/customers", map[string]string{"email": name + "@e2e.test", "name": name, "password": "password-of-" + name}, nil)
+	if code != http.StatusCreated {
+		h.t.Fatalf("register %s: %d %s", name, code, body)
+	}
+	id := jsonField(h.t, body, "id")
+	h.customers[name] = id
+	return id
 }
 
 func (h *harness) putProduct(sku string, price int64, stock int) {

@@ -18,7 +18,7 @@ import (
 	"github.com/choreo-dev/choreo/sagas/orderview"
 )
 
-func jsonField(t *testing.T, body []byte, field string) string {
+func jsonField(t testing.TB, body []byte, field string) string {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {

@@ -26,7 +26,7 @@ func TestReplayOnlineAndSalesBackfill(t *testing.T) {
 	s := sku(t)
 	h.putProduct(s, 300, 2)
 	var ids []string
-	for _, o := range []orderRequest{newOrder("kim", s, 1, "tok_visa", "US"), newOrder("lee", s, 5, "tok_visa", "US"), newOrder("max", s, 1, "tok_decline", "US")} {
+	for _, o := range []orderRequest{newOrder(h.customer("kim"), s, 1, "tok_visa", "US"), newOrder(h.customer("lee"), s, 5, "tok_visa", "US"), newOrder(h.customer("max"), s, 1, "tok_decline", "US")} {
 		ids = append(ids, h.place(o))
 	}
 	for _, id := range ids {

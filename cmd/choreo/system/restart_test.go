@@ -107,7 +107,7 @@ func TestBrokerRestartMidSaga(t *testing.T) {
 	placeSome := func(from, n int) {
 		for i := from; i < from+n; i++ {
 			k := kinds[i%len(kinds)]
-			id := h.place(newOrder(fmt.Sprintf("r%02d", i), s, 1+i%3, k.token, k.country))
+			id := h.place(newOrder(h.customer(fmt.Sprintf("r%02d", i)), s, 1+i%3, k.token, k.country))
 			mu.Lock()
 			ids = append(ids, id)
 			mu.Unlock()

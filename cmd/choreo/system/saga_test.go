@@ -22,7 +22,7 @@ func TestHappyPathConfirmsOrder(t *testing.T) {
 	h.putProduct(s, 1250, 10)
 
 	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-	code, body := h.do("POST", "/v1/orders", newOrder("alice", s, 3, "tok_visa", "US"), map[string]string{"traceparent": "00-" + trace + "-00f067aa0ba902b7-01"})
+	code, body := h.do("POST", "/v1/orders", newOrder(h.customer("alice"), s, 3, "tok_visa", "US"), map[string]string{"traceparent": "00-" + trace + "-00f067aa0ba902b7-01"})
 	if code != http.StatusAccepted {
 		t.Fatalf("place: %d %s", code, body)
 	}
@@ -36,7 +36,7 @@ func TestHappyPathConfirmsOrder(t *testing.T) {
 			}
 		}
 	}
-	if o.Status != "CONFIRMED" || o.Reason != "" || o.TotalCents != 3750 || o.CustomerID != "alice" {
+	if o.Status != "CONFIRMED" || o.Reason != "" || o.TotalCents != 3750 || o.CustomerID != h.customer("alice") {
 		t.Fatalf("order %+v", o)
 	}
 	if len(o.Items) != 1 || o.Items[0].SKU != s || o.Items[0].Quantity != 3 || o.Items[0].PriceCents != 1250 {
@@ -83,15 +83,15 @@ func TestCompensationPaths(t *testing.T) {
 		shipment  string
 		stockLeft int
 	}{
-		{"out of stock", func(s string) orderRequest { return newOrder("bob", s, 6, "tok_visa", "US") },
+		{"out of stock", func(s string) orderRequest { return newOrder(h.customer("bob"), s, 6, "tok_visa", "US") },
 			events.ReasonOutOfStock, []string{"stock.rejected", "notification.sent"}, "CANCELLED", "CANCELLED", 5},
-		{"unknown sku", func(string) orderRequest { return newOrder("bob", "NO-SUCH-SKU", 1, "tok_visa", "US") },
+		{"unknown sku", func(string) orderRequest { return newOrder(h.customer("bob"), "NO-SUCH-SKU", 1, "tok_visa", "US") },
 			events.ReasonOutOfStock, []string{"stock.rejected", "notification.sent"}, "CANCELLED", "CANCELLED", 5},
-		{"payment declined", func(s string) orderRequest { return newOrder("carol", s, 2, "tok_decline", "US") },
+		{"payment declined", func(s string) orderRequest { return newOrder(h.customer("carol"), s, 2, "tok_decline", "US") },
 			events.ReasonPaymentDeclined, []string{"payment.declined", "stock.released", "notification.sent"}, "DECLINED", "CANCELLED", 5},
-		{"over the limit", func(s string) orderRequest { return newOrder("dave", s, 5, "tok_visa", "US") },
+		{"over the limit", func(s string) orderRequest { return newOrder(h.customer("dave"), s, 5, "tok_visa", "US") },
 			events.ReasonPaymentDeclined, []string{"payment.declined", "stock.released", "notification.sent"}, "DECLINED", "CANCELLED", 5},
-		{"shipping failed", func(s string) orderRequest { return newOrder("erin", s, 2, "tok_visa", "XX") },
+		{"shipping failed", func(s string) orderRequest { return newOrder(h.customer("erin"), s, 2, "tok_visa", "XX") },
 			events.ReasonShippingFailed, []string{"shipment.failed", "stock.released", "payment.refunded", "notification.sent"}, "REFUNDED", "FAILED", 5},
 	}
 	for _, tc := range cases {
@@ -139,7 +139,7 @@ func TestDeadlineExpiresStuckOrder(t *testing.T) {
 	s := sku(t)
 	h.putProduct(s, 500, 4)
 
-	id := h.place(newOrder("frank", s, 2, "tok_visa", "US"))
+	id := h.place(newOrder(h.customer("frank"), s, 2, "tok_visa", "US"))
 	o := h.settled(id, "payment.refunded", "stock.released", "notification.sent")
 	if o.Status != "CANCELLED" || o.Reason != events.ReasonExpired {
 		t.Fatalf("order %s/%s, want CANCELLED/expired; timeline %v", o.Status, o.Reason, o.types())
@@ -175,6 +175,10 @@ func TestConcurrentOrdersNeverOversell(t *testing.T) {
 
 	const orders, workers = 300, 12
 	ids := make([]string, orders)
+	customers := make([]string, orders)
+	for i := range customers {
+		customers[i] = h.customer(fmt.Sprintf("c%03d", i))
+	}
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range workers {
@@ -182,7 +186,7 @@ func TestConcurrentOrdersNeverOversell(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				code, body := h.do("POST", "/v1/orders", newOrder(fmt.Sprintf("c%03d", i), s, 1, "tok_visa", "US"), nil)
+				code, body := h.do("POST", "/v1/orders", newOrder(customers[i], s, 1, "tok_visa", "US"), nil)
 				if code != http.StatusAccepted {
 					t.Errorf("order %d: %d %s", i, code, body)
 					continue
@@ -241,10 +245,10 @@ func TestEveryEventDeliveredTwiceChangesNothing(t *testing.T) {
 	h.putProduct(s, 700, 3)
 	var ids []string
 	for _, o := range []orderRequest{
-		newOrder("gina", s, 1, "tok_visa", "US"),
-		newOrder("hank", s, 1, "tok_decline", "US"),
-		newOrder("ivan", s, 1, "tok_visa", "XX"),
-		newOrder("june", s, 9, "tok_visa", "US"),
+		newOrder(h.customer("gina"), s, 1, "tok_visa", "US"),
+		newOrder(h.customer("hank"), s, 1, "tok_decline", "US"),
+		newOrder(h.customer("ivan"), s, 1, "tok_visa", "XX"),
+		newOrder(h.customer("june"), s, 9, "tok_visa", "US"),
 	} {
 		ids = append(ids, h.place(o))
 	}

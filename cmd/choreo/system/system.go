@@ -25,6 +25,7 @@ import (
 	"github.com/choreo-dev/choreo/internal/telemetry"
 	"github.com/choreo-dev/choreo/sagas"
 	"github.com/choreo-dev/choreo/sagas/orderview"
+	"github.com/choreo-dev/choreo/services/customer"
 	"github.com/choreo-dev/choreo/services/inventory"
 	"github.com/choreo-dev/choreo/services/notification"
 	"github.com/choreo-dev/choreo/services/order"
@@ -42,21 +43,25 @@ type Config struct {
 	Payment      payment.Config
 	Shipping     shipping.Config
 	Notification notification.Config
+	Customer     customer.Config
 	OrderView    orderview.Config
 	Seed         []inventory.Product // added to the catalog if missing
-	Host         host.Options        // Host.Namespace also prefixes the database names
-	Disabled     []string            // units not to run here (run elsewhere, or withheld by a test)
-	Auth         auth.Config         // who may call the API; the zero value leaves it open
-	RateLimit    float64             // orders a second per client on POST /v1/orders; 0: no limit
+	// DemoCustomer, when set, is registered if missing, or given this password if registered already.
+	DemoCustomer *customer.Registration
+	Host         host.Options // Host.Namespace also prefixes the database names
+	Disabled     []string     // units not to run here (run elsewhere, or withheld by a test)
+	Auth         auth.Config  // who may call the API; the zero value leaves it open
+	RateLimit    float64      // orders a second per client on POST /v1/orders; 0: no limit
 	// OperatorToken guards the console's operator actions (redrive); the same token as Inventory's.
 	OperatorToken string
 }
 
-// Specs returns the hosted units of the system: the five saga services and the read model.
+// Specs returns the hosted units of the system: the six saga services and the read model.
 func Specs(cfg Config) []host.Spec {
 	return []host.Spec{
 		order.Spec(cfg.Order),
 		inventory.Spec(cfg.Inventory),
+		customer.Spec(cfg.Customer),
 		payment.Spec(cfg.Payment),
 		shipping.Spec(cfg.Shipping),
 		notification.Spec(cfg.Notification),
@@ -66,7 +71,7 @@ func Specs(cfg Config) []host.Spec {
 
 // APIs are the units that serve part of the public HTTP API (the ingress routes to them), so run alone
 // they verify their callers too.
-func APIs() []string { return []string{sagas.Order, sagas.Inventory, orderview.Name} }
+func APIs() []string { return []string{sagas.Order, sagas.Inventory, sagas.Customer, orderview.Name} }
 
 // Topics returns every topic the system uses: each service's events topic (kept forever, so read models
 // can be rebuilt by replaying) and its dead-letter topic.
@@ -139,6 +144,12 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*System, error) 
 		if err := inventory.Seed(ctx, inv.Pool(), cfg.Seed); err != nil {
 			s.Close()
 			return nil, err
+		}
+	}
+	if u := s.Unit(sagas.Customer); u != nil && cfg.DemoCustomer != nil {
+		if _, err := u.Service().(*customer.Service).EnsureCustomer(ctx, *cfg.DemoCustomer); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("demo customer: %w", err)
 		}
 	}
 	checks := []httpapi.Check{admin.Ping()}

@@ -20,6 +20,7 @@ import (
 type Service struct {
 	t      testing.TB
 	Pool   *pgxpool.Pool
+	Unit   *host.Unit // the hosted service, for its HTTP routes (not run: no relay, no consumer)
 	router *consumer.Router
 }
 
@@ -37,7 +38,7 @@ func New(t testing.TB, spec host.Spec) *Service {
 	t.Cleanup(u.Close)
 	router := consumer.NewRouter(reg)
 	u.Service().Handlers(router)
-	return &Service{t: t, Pool: u.Pool(), router: router}
+	return &Service{t: t, Pool: u.Pool(), Unit: u, router: router}
 }
 
 // Apply runs the handler for e's type in its own committed transaction, as the consumer runtime would.
