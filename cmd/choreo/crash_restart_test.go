@@ -153,9 +153,29 @@ func waitFinal(ctx context.Context, t *testing.T, addr, id string, p *runProcess
 	return order.Status
 }
 
+// post POSTs body to addr's path and decodes the answer into v, failing unless it has status want.
+func post(ctx context.Context, t *testing.T, addr, path, body string, want int, v any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != want {
+		t.Fatalf("POST %s: %d, %v", path, resp.StatusCode, err)
+	}
+}
+
 func placeOrder(ctx context.Context, t *testing.T, addr string) string {
 	t.Helper()
-	body := `{"customer_id":"crash","items":[{"sku":"KB-001","quantity":1}],"payment_token":"tok_visa",` +
+	var customer struct{ ID string }
+	post(ctx, t, addr, "/v1/customers", `{"email":"crash@example.com","name":"Crash","password":"a-long-enough-password"}`, http.StatusCreated, &customer)
+	body := `{"customer_id":"` + customer.ID + `","items":[{"sku":"KB-001","quantity":1}],"payment_token":"tok_visa",` +
 		`"shipping_address":{"name":"Ada","line1":"1 Loop Rd","city":"Springfield","postal_code":"12345","country":"US"}}`
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/orders", strings.NewReader(body))
 	if err != nil {

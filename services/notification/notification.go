@@ -85,6 +85,7 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 // Handlers registers the outcomes to notify, the order.placed that names the customer and the customer
 // events that say where to write.
 func (s *Service) Handlers(r *consumer.Router) {
+	r.Scope(customerLocks{})
 	consumer.On(r, s.rememberCustomer)
 	r.OnEach(s.notify, events.OrderConfirmed{}, events.OrderCancelled{})
 	consumer.On(r, s.onRegistered)

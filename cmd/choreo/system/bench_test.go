@@ -171,6 +171,7 @@ func BenchmarkSagaThroughput(b *testing.B) {
 		h.putProduct("BENCH-HOT", 100, 1_000_000_000)
 
 		commitsBefore := resetStatements(b, server)
+		buyer := h.customer("bench")
 		start := time.Now()
 		var next atomic.Int64
 		var wg sync.WaitGroup
@@ -180,7 +181,7 @@ func BenchmarkSagaThroughput(b *testing.B) {
 				defer wg.Done()
 				rng := rand.New(rand.NewPCG(uint64(c), 1))
 				for next.Add(1) <= orders {
-					req := newOrder("bench", skus[rng.IntN(products)], 1, "tok_visa", "US")
+					req := newOrder(buyer, skus[rng.IntN(products)], 1, "tok_visa", "US")
 					if rng.IntN(2) == 0 {
 						req.Items = append(req.Items, item{"BENCH-HOT", 1})
 					}

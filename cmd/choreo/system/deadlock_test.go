@@ -56,6 +56,10 @@ func TestManyOrdersOverManyProductsAndAHotOne(t *testing.T) {
 	h.putProduct(hot, 999, initStock)
 	empty := prefix + "-EMPTY"
 	h.putProduct(empty, 500, 0)
+	customers := make([]string, 50)
+	for i := range customers {
+		customers[i] = h.customer(fmt.Sprintf("cust-%d", i))
+	}
 	before := h.deadlocks()
 
 	var mu sync.Mutex
@@ -67,7 +71,7 @@ func TestManyOrdersOverManyProductsAndAHotOne(t *testing.T) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(s), 7))
 			for i := s; i < orders; i += senders {
-				req := newOrder(fmt.Sprintf("cust-%d", i%50), "", 0, "tok_visa", "US")
+				req := newOrder(customers[i%len(customers)], "", 0, "tok_visa", "US")
 				req.Items = nil
 				qty := map[string]int{}
 				for _, j := range rng.Perm(products)[:1+rng.IntN(5)] {

@@ -36,8 +36,8 @@ func TestEveryOrderIsOneTraceAcrossTheServices(t *testing.T) {
 	s := sku(t)
 	h.putProduct(s, 1000, 10)
 
-	confirmed := h.place(newOrder("alice", s, 1, "tok_visa", "US"))
-	compensated := h.place(newOrder("bob", s, 1, "tok_visa", "XX")) // shipping fails: refund, release
+	confirmed := h.place(newOrder(h.customer("alice"), s, 1, "tok_visa", "US"))
+	compensated := h.place(newOrder(h.customer("bob"), s, 1, "tok_visa", "XX")) // shipping fails: refund, release
 	h.settled(confirmed, "order.confirmed", "stock.sold", "notification.sent")
 	h.settled(compensated, "order.cancelled", "payment.refunded", "stock.released", "notification.sent")
 
@@ -162,8 +162,8 @@ func TestMetricsShowOutcomesLatenciesLagAndDeadLetters(t *testing.T) {
 	h := start(t, cfg)
 	s := sku(t)
 	h.putProduct(s, 1000, 10)
-	confirmed := h.place(newOrder("alice", s, 1, "tok_visa", "US"))
-	cancelled := h.place(newOrder("bob", s, 1, "tok_visa", "XX"))
+	confirmed := h.place(newOrder(h.customer("alice"), s, 1, "tok_visa", "US"))
+	cancelled := h.place(newOrder(h.customer("bob"), s, 1, "tok_visa", "XX"))
 	h.settled(confirmed, "order.confirmed", "notification.sent")
 	h.settled(cancelled, "order.cancelled", "notification.sent")
 

@@ -23,7 +23,7 @@ func TestReadModelDeadLettersAnEventItCannotDecode(t *testing.T) {
 	h := start(t, baseConfig(t))
 	s := sku(t)
 	h.putProduct(s, 100, 10)
-	h.settled(h.place(newOrder("before-poison", s, 1, "tok_visa", "US")), "order.confirmed") // the read model is live
+	h.settled(h.place(newOrder(h.customer("before-poison"), s, 1, "tok_visa", "US")), "order.confirmed") // the read model is live
 
 	poison, err := events.New("order", "01a23161-0000-7000-8000-00000000dead", events.OrderPlaced{})
 	if err != nil {
@@ -38,7 +38,7 @@ func TestReadModelDeadLettersAnEventItCannotDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	id := h.place(newOrder("after-poison", s, 1, "tok_visa", "US"))
+	id := h.place(newOrder(h.customer("after-poison"), s, 1, "tok_visa", "US"))
 	if o := h.settled(id, "order.confirmed"); o.Status != "CONFIRMED" {
 		t.Fatalf("the order after the poison event: %s", o.Status)
 	}

@@ -42,7 +42,7 @@ func TestSagaOverSASLSSL(t *testing.T) {
 	}
 	s := sku(t)
 	h.putProduct(s, 250, 10)
-	id := h.place(newOrder("sasl", s, 2, "tok_visa", "US"))
+	id := h.place(newOrder(h.customer("sasl"), s, 2, "tok_visa", "US"))
 	if o := h.settled(id, "notification.sent"); o.Status != "CONFIRMED" {
 		t.Fatalf("order over SASL_SSL ended %s/%s; timeline %v", o.Status, o.Reason, o.types())
 	}
