@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/internal/retry"
@@ -73,6 +74,9 @@ func (r *Relay) pipeline(stopCtx, workCtx context.Context, wake <-chan struct{})
 func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, flying *inflight) {
 	var cursor int64
 	streaming, announced := false, false
+	var unsure []string // writers in progress when the flag went up: they may have seen it down
+	var unsureUntil time.Time
+	pause := time.Duration(0)
 	lastScan := time.Now()
 	poll := time.NewTimer(r.cfg.pollInterval)
 	defer poll.Stop()
@@ -117,15 +121,29 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		if len(recs) > 0 {
 			continue // rows keep coming: read on without sleeping, and without asking for notifications
 		}
-		// Caught up. Ask writers to notify, then read once more: a commit that saw the flag unset and
-		// committed before this read is found by it; one that sees the flag set notifies.
+		// Caught up. Ask writers to notify, then read once more: a writer that sees the flag set notifies
+		// when it commits; one that saw it down inserted before the flag went up, so it was a transaction
+		// in progress then, and the relay keeps reading (briefly pausing) until those have ended, instead
+		// of leaving their rows to the poll.
 		if !announced {
 			if err := r.setWaiting(stopCtx, true); err != nil {
 				continue // the read above retries with backoff if the database is gone
 			}
-			announced = true
+			announced, pause = true, 0
+			unsure, unsureUntil = r.inProgress(stopCtx), time.Now().Add(r.cfg.pollInterval)
 			continue
 		}
+		if len(unsure) > 0 && time.Now().Before(unsureUntil) {
+			unsure = r.stillInProgress(stopCtx, unsure)
+			if len(unsure) > 0 {
+				pause = min(max(2*pause, 250*time.Microsecond), 5*time.Millisecond)
+				if !retry.Sleep(stopCtx, pause) {
+					return
+				}
+			}
+			continue // read again: what those writers committed is visible now
+		}
+		unsure = nil
 		if !poll.Stop() {
 			select {
 			case <-poll.C:
@@ -154,6 +172,33 @@ func (r *Relay) setWaiting(ctx context.Context, waiting bool) error {
 		return fmt.Errorf("set outbox_relay.waiting: %w", err)
 	}
 	return nil
+}
+
+// inProgress returns the transactions in progress in the relay's database now: only this service's, since
+// every service has a database of its own. Failing, it returns none (the poll covers what that misses).
+func (r *Relay) inProgress(ctx context.Context) []string {
+	rows, err := r.pool.Query(ctx, `SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x`)
+	if err != nil {
+		return nil
+	}
+	xids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil
+	}
+	return xids
+}
+
+// stillInProgress returns those of xids that have not ended yet.
+func (r *Relay) stillInProgress(ctx context.Context, xids []string) []string {
+	rows, err := r.pool.Query(ctx, `SELECT x::text FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress'`, xids)
+	if err != nil {
+		return nil
+	}
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil
+	}
+	return left
 }
 
 // Postgres 14+ hashes the array of a "<> ALL" with a parameter, so skipping in-flight ids stays cheap.

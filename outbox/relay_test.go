@@ -561,3 +561,45 @@ func TestRowsOfThePreviousVersionArePublished(t *testing.T) {
 		t.Errorf("the new row arrived as %q with headers %v", got[1].Value, got[1].Headers)
 	}
 }
+
+// TestARowInsertedWhileTheRelayWasAwakeIsNotLeftToThePoll: a writer that inserted while the relay was awake
+// (the flag down: it will not notify) and commits only after the relay asked for notifications again must
+// still be published at once, not at the next poll: the relay keeps reading until the transactions in
+// progress when it raised the flag have ended. With an hour's poll, only that can publish the row.
+func TestARowInsertedWhileTheRelayWasAwakeIsNotLeftToThePoll(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	waiting := func() bool {
+		var w bool
+		if err := pool.QueryRow(ctx, `SELECT waiting FROM outbox_relay`).Scan(&w); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour))
+	testenv.Eventually(t, 10*time.Second, "the idle relay to ask for notifications", waiting)
+
+	// As if the relay were awake: the flag down, and a writer inserts (it will not notify) and stays open.
+	if _, err := pool.Exec(ctx, `UPDATE outbox_relay SET waiting = false`); err != nil {
+		t.Fatal(err)
+	}
+	late, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	if err := outbox.AppendMessages(ctx, late, kafka.Message{Topic: topic, Key: []byte("late"), Value: []byte("late")}); err != nil {
+		t.Fatal(err)
+	}
+	// Wake the relay: it reads (nothing visible), raises the flag again and must not sleep on the writer.
+	if _, err := pool.Exec(ctx, `NOTIFY outbox`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the relay to ask for notifications again", waiting)
+	if err := late.Commit(ctx); err != nil { // saw the flag down: no notification
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the late row to be published without a notification", func() bool { return relay.Stats().Published == 1 })
+}
