@@ -26,9 +26,9 @@ import (
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
 
-// services are the processes of the system besides the ingress; the first three serve the API the ingress
+// services are the processes of the system besides the ingress; the first four serve the API the ingress
 // routes to.
-var services = []string{"order", "orderview", "inventory", "payment", "shipping", "notification"}
+var services = []string{"order", "orderview", "inventory", "customer", "payment", "shipping", "notification"}
 
 const (
 	loadRate    = 15 // orders a second
@@ -228,10 +228,10 @@ func (r *rig) env(ctx context.Context, command string, port int) []string {
 	switch command {
 	case "ingress":
 		return append(env, "AUTH_DISABLED=true", "ORDER_URL=http://"+r.addr("order"), "ORDERVIEW_URL=http://"+r.addr("orderview"),
-			"INVENTORY_URL=http://"+r.addr("inventory"))
+			"INVENTORY_URL=http://"+r.addr("inventory"), "CUSTOMER_URL=http://"+r.addr("customer"))
 	case "order":
 		env = append(env, "AUTH_DISABLED=true", "SAGA_DEADLINE=60s")
-	case "orderview", "inventory":
+	case "orderview", "inventory", "customer":
 		env = append(env, "AUTH_DISABLED=true")
 	}
 	dbURL, err := postgres.EnsureDatabase(ctx, r.serverURL, command)
