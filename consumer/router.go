@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
@@ -91,14 +91,7 @@ func (r *Router) add(eventType string, h Handler) {
 
 // Reactions returns the event types with a route of their own, sorted: what the service reacts to, to be
 // checked against the saga's table.
-func (r *Router) Reactions() []string {
-	types := make([]string, 0, len(r.routes))
-	for t := range r.routes {
-		types = append(types, t)
-	}
-	sort.Strings(types)
-	return slices.Clip(types)
-}
+func (r *Router) Reactions() []string { return slices.Sorted(maps.Keys(r.routes)) }
 
 // Dispatch decodes env's payload with the router's registry and runs its handler in tx, within the
 // router's BatchScope as a batch of one, as the consumer would after recording the event in its inbox; false means no route matched. Tests of a service's

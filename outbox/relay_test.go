@@ -469,13 +469,7 @@ func TestWritersNotifyOnlyWhileTheRelaySleeps(t *testing.T) {
 	ctx := context.Background()
 	pool, brokers := outboxDB(t), testenv.Kafka(t)
 	topic := newTopic(t, brokers, 1)
-	waiting := func() bool {
-		var w bool
-		if err := pool.QueryRow(ctx, `SELECT waiting FROM outbox_relay`).Scan(&w); err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
+	waiting := func() bool { return relayWaiting(t, pool) }
 	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour))
 	testenv.Eventually(t, 10*time.Second, "the idle relay to ask for notifications", waiting)
 	for i := range 3 { // each wakes the sleeping relay: with an hour's poll, only a notification can
@@ -571,13 +565,7 @@ func TestARowInsertedWhileTheRelayWasAwakeIsNotLeftToThePoll(t *testing.T) {
 	ctx := context.Background()
 	pool, brokers := outboxDB(t), testenv.Kafka(t)
 	topic := newTopic(t, brokers, 1)
-	waiting := func() bool {
-		var w bool
-		if err := pool.QueryRow(ctx, `SELECT waiting FROM outbox_relay`).Scan(&w); err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
+	waiting := func() bool { return relayWaiting(t, pool) }
 	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour))
 	testenv.Eventually(t, 10*time.Second, "the idle relay to ask for notifications", waiting)
 
@@ -602,4 +590,14 @@ func TestARowInsertedWhileTheRelayWasAwakeIsNotLeftToThePoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, "the late row to be published without a notification", func() bool { return relay.Stats().Published == 1 })
+}
+
+// relayWaiting reads the flag with which the relay asks writers to notify it.
+func relayWaiting(t *testing.T, pool *pgxpool.Pool) bool {
+	t.Helper()
+	var w bool
+	if err := pool.QueryRow(context.Background(), `SELECT waiting FROM outbox_relay`).Scan(&w); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
 
 // `choreo run` killed with SIGKILL and started again at once, on the same data: the second start must
@@ -31,8 +32,8 @@ func TestRunStartsAgainRightAfterKill9(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	dataDir := reachableTempDir(t)
-	httpAddr := freeAddr(t)
-	env := runEnv(dataDir, httpAddr, freeAddr(t))
+	httpAddr := testenv.FreeAddr(t)
+	env := runEnv(dataDir, httpAddr, testenv.FreeAddr(t))
 
 	first := startRun(ctx, t, bin, env, filepath.Join(dataDir, "first.log"))
 	waitReady(ctx, t, httpAddr, first)
@@ -207,18 +208,6 @@ func get(ctx context.Context, url string) (int, []byte) {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.Bytes()
-}
-
-// freeAddr is a 127.0.0.1 address nothing listens on now. `choreo run` prints its banner with the
-// configured address, so port 0 will not do.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // reachableTempDir is a temp dir the postgres user can reach when the test runs as root (the embedded

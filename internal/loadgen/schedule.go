@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"time"
+
+	"github.com/choreo-dev/choreo/internal/retry"
 )
 
 // schedule is an open-loop plan of sends: the nth order is due at start + n/rate, whatever happened to
@@ -40,16 +42,7 @@ type wallClock struct{}
 
 func (wallClock) Now() time.Time { return time.Now() }
 
-func (wallClock) Sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+func (wallClock) Sleep(ctx context.Context, d time.Duration) bool { return retry.Sleep(ctx, d) }
 
 // lateness counts the sends that left later than they were due.
 type lateness struct {

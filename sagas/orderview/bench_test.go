@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/events"
-	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/projection"
@@ -188,20 +186,12 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// durablePostgres starts a private cluster with fsync on (the shared test cluster runs without it).
+// durablePostgres returns a pool on a private cluster with fsync on (the shared test cluster runs without
+// it), the projection tables migrated.
 func durablePostgres(b *testing.B) *pgxpool.Pool {
 	b.Helper()
 	ctx := context.Background()
-	dir := b.TempDir()
-	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil { // the server runs as user postgres
-		b.Fatal(err)
-	}
-	cluster, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Durable: true, Log: testenv.Logger(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	pool, err := postgres.Connect(ctx, cluster.URL("postgres"))
+	pool, err := postgres.Connect(ctx, testenv.DurableServerURL(b))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -62,9 +62,10 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, evs []consumer.Event) er
 		orders = make(map[uuid.UUID]*order, len(evs)/4+1)
 		ids    []uuid.UUID
 	)
+	aboutACustomer := customerLifecycle()
 	for _, ev := range evs {
 		id, err := uuid.Parse(ev.Subject)
-		if err != nil || aboutACustomer(ev.Type) { // not about an order: nothing to show it on
+		if err != nil || aboutACustomer[ev.Type] { // not about an order: nothing to show it on
 			continue
 		}
 		tl.add(id, ev)
@@ -87,16 +88,14 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, evs []consumer.Event) er
 	return upsertOrders(ctx, tx, ids, orders)
 }
 
-// aboutACustomer reports whether events of type t are about a customer (registered, blocked, …) rather
-// than an order: they share the customer service's topic with its saga steps, and their subject is a
-// customer id.
-func aboutACustomer(t string) bool {
+// customerLifecycle is the set of event types about a customer (registered, blocked, …) rather than an
+// order: they share the customer service's topic with its saga steps, and their subject is a customer id.
+func customerLifecycle() map[string]bool {
+	types := map[string]bool{}
 	for _, p := range events.CustomerLifecycle() {
-		if p.EventType() == t {
-			return true
-		}
+		types[p.EventType()] = true
 	}
-	return false
+	return types
 }
 
 // fold applies what ev's payload says about its order to o.

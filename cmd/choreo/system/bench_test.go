@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,49 +12,22 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/choreo-dev/choreo/internal/devstack/pgembed"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 	"github.com/choreo-dev/choreo/sagas"
 )
 
-// durableServer starts a Postgres cluster with its crash-safety defaults (fsync, synchronous_commit and
-// full_page_writes on), as production runs, with pg_stat_statements loaded, and returns its server URL.
+// durableServer starts a private Postgres cluster with its crash-safety defaults (fsync, synchronous_commit
+// and full_page_writes on), as production runs, with pg_stat_statements loaded, and returns its server URL.
 func durableServer(b *testing.B) string {
 	b.Helper()
-	ctx := context.Background()
-	dir := b.TempDir()
-	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil { // the server runs as user postgres
-		b.Fatal(err)
-	}
-	cfg := pgembed.Config{DataDir: dir, Durable: true, Log: testenv.Logger(b)}
-	cluster, err := pgembed.Start(ctx, cfg)
+	url := testenv.DurableServerURL(b, "pg_stat_statements")
+	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {
-		b.Fatal(err)
-	}
-	// The library loads only at server start: set it, then start again on the same data.
-	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, err = pool.Exec(ctx, `ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`)
-	pool.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cluster.Stop(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if cluster, err = pgembed.Start(ctx, cfg); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	url := cluster.URL("postgres")
-	if pool, err = pgxpool.New(ctx, url); err != nil {
 		b.Fatal(err)
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+	if _, err := pool.Exec(context.Background(), `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
 		b.Fatal(err)
 	}
 	return url

@@ -20,6 +20,7 @@ import (
 
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/kafkaconn"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
 
 const (
@@ -77,7 +78,7 @@ func secureKafka(t *testing.T) ([]string, kafkaconn.Config) {
 
 	// A real broker: PLAINTEXT stays its inter-broker listener (and the script's readiness probe); clients
 	// get the SASL_SSL listener only. The SCRAM user is created when the storage is formatted.
-	addr := freeLocalAddr(t)
+	addr := testenv.FreeAddr(t)
 	props := filepath.Join(dir, "sasl-ssl.properties")
 	jaas := "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 	content := fmt.Sprintf(`sasl.enabled.mechanisms=SCRAM-SHA-512
@@ -164,15 +165,4 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
-}
-
-// freeLocalAddr is a 127.0.0.1 address nothing listens on now.
-func freeLocalAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -19,6 +19,7 @@ type settings struct {
 	port      int
 	socketDir string
 	durable   bool
+	preload   []string
 }
 
 func (s settings) render() []byte {
@@ -28,6 +29,9 @@ func (s settings) render() []byte {
 	fmt.Fprintf(&b, "port = %d\n", s.port)
 	fmt.Fprintf(&b, "unix_socket_directories = %s\n", quote(s.socketDir))
 	fmt.Fprintf(&b, "max_connections = 200\n")
+	if len(s.preload) > 0 {
+		fmt.Fprintf(&b, "shared_preload_libraries = %s\n", quote(strings.Join(s.preload, ",")))
+	}
 	if !s.durable {
 		// Test data is thrown away, so a crash may lose it: skip the flushes.
 		b.WriteString("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")

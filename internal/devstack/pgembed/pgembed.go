@@ -29,6 +29,9 @@ type Config struct {
 	// Durable keeps Postgres' crash-safety defaults. When false, fsync,
 	// synchronous_commit and full_page_writes are off, for fast tests.
 	Durable bool
+	// Preload are libraries the server loads at start (shared_preload_libraries), such as
+	// pg_stat_statements for a benchmark that counts statements.
+	Preload []string
 	// PreviousRunWait bounds how long Start waits for another process that
 	// holds DataDir (a previous run still shutting down) to let go; 0 means
 	// 30 seconds.

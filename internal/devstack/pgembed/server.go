@@ -30,7 +30,7 @@ func (c *Cluster) startServer(ctx context.Context, cfg Config) error {
 			}
 			port = p
 		}
-		s := settings{port: port, socketDir: c.runDir, durable: cfg.Durable}
+		s := settings{port: port, socketDir: c.runDir, durable: cfg.Durable, preload: cfg.Preload}
 		if err := writeConf(c.dataDir, s, c.owner); err != nil {
 			return err
 		}

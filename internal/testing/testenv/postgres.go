@@ -31,6 +31,20 @@ func Postgres(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
+// DurableServerURL starts a private, temporary Postgres cluster with its crash-safety defaults (fsync,
+// synchronous_commit and full_page_writes on; the shared test cluster runs without them), loading the
+// preload libraries, and returns its server URL; it stops when the test ends. For benchmarks of durable
+// commits.
+func DurableServerURL(t testing.TB, preload ...string) string {
+	t.Helper()
+	cluster, err := pgembed.Start(context.Background(), pgembed.Config{Durable: true, Preload: preload, Log: Logger(t)})
+	if err != nil {
+		t.Fatalf("testenv: durable cluster: %v", err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	return cluster.URL("postgres")
+}
+
 // DatabaseURL creates a fresh database like Postgres, but returns its URL,
 // for code under test that opens its own pool.
 func DatabaseURL(t testing.TB) string {
