@@ -470,7 +470,7 @@ func TestWritersNotifyOnlyWhileTheRelaySleeps(t *testing.T) {
 	pool, brokers := outboxDB(t), testenv.Kafka(t)
 	topic := newTopic(t, brokers, 1)
 	waiting := func() bool { return relayWaiting(t, pool) }
-	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour))
+	relay, stop := startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour))
 	testenv.Eventually(t, 10*time.Second, "the idle relay to ask for notifications", waiting)
 	for i := range 3 { // each wakes the sleeping relay: with an hour's poll, only a notification can
 		appendEvents(t, pool, topic, "o-flag", i+1, 1)
@@ -478,7 +478,9 @@ func TestWritersNotifyOnlyWhileTheRelaySleeps(t *testing.T) {
 		testenv.Eventually(t, 10*time.Second, "the relay to sleep again", waiting)
 	}
 
-	// While it is awake, the flag is down and commits send no notification.
+	// While it is awake, the flag is down and commits send no notification. The relay is stopped for this
+	// part, so that a late wake-up of its own cannot raise the flag again under the test.
+	stop()
 	if _, err := pool.Exec(ctx, `UPDATE outbox_relay SET waiting = false`); err != nil {
 		t.Fatal(err)
 	}
