@@ -171,27 +171,30 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		}
 		c.log.Info().Int32("generation", gen.ID).Int("partitions", len(offsets)).Msg("partitions assigned")
-		commit := generationCommitter(gen)
-		for number, from := range offsets {
-			gen.Start(func(genCtx context.Context) { c.runPartition(genCtx, workCtx, commit, number, from) })
-		}
+		c.startGeneration(gen, workCtx, offsets)
 	}
 }
 
-// generationCommitter commits offsets in gen, one request at a time (the generation's coordinator
-// connection is shared by every partition).
-func generationCommitter(gen *kafka.Generation) commitFunc {
-	var mu sync.Mutex
-	return func(offsets map[string]map[int]int64) error {
-		mu.Lock()
-		defer mu.Unlock()
-		return gen.CommitOffsets(offsets)
+// startGeneration runs a worker for every partition number of gen, and a committer that commits their
+// offsets in the background and, once they have stopped, commits their last.
+func (c *Consumer) startGeneration(gen *kafka.Generation, workCtx context.Context, offsets map[int]map[string]int64) {
+	commits := newCommitter(gen.CommitOffsets, c.cfg, c.log)
+	var workers sync.WaitGroup
+	workers.Add(len(offsets))
+	stopped := make(chan struct{})
+	go func() { workers.Wait(); close(stopped) }()
+	gen.Start(func(genCtx context.Context) { commits.run(genCtx, stopped) })
+	for number, from := range offsets {
+		gen.Start(func(genCtx context.Context) {
+			defer workers.Done()
+			c.runPartition(genCtx, workCtx, commits, number, from)
+		})
 	}
 }
 
 // runPartition applies partition number of every topic in from, each from its offset, until genCtx ends
 // (a rebalance or shutdown): the batch in hand is finished first, with workCtx for its database work.
-func (c *Consumer) runPartition(genCtx, workCtx context.Context, commit commitFunc, number int, from map[string]int64) {
+func (c *Consumer) runPartition(genCtx, workCtx context.Context, commits *committer, number int, from map[string]int64) {
 	log := c.log.With().Int("partition", number).Logger()
 	in := make(chan kafka.Message, 2*c.cfg.BatchSize)
 	var fetchers sync.WaitGroup
@@ -219,7 +222,7 @@ func (c *Consumer) runPartition(genCtx, workCtx context.Context, commit commitFu
 			c.fetch(genCtx, r, in, log)
 		}()
 	}
-	w := &worker{c: c, commit: commit, in: in, log: log}
+	w := &worker{c: c, commits: commits, in: in, log: log}
 	w.run(genCtx, workCtx)
 }
 

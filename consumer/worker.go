@@ -26,16 +26,13 @@ const (
 	parked
 )
 
-// commitFunc commits, per topic and partition, the offset of the next message to read.
-type commitFunc func(offsets map[string]map[int]int64) error
-
 // worker applies, in order, the messages of one partition number of every topic the consumer reads. Topics
 // are keyed by order id with equal partition counts and the group's assignment is co-partitioned, so all
 // events about one order reach one worker: the rows of an order are only ever changed by one transaction at
 // a time, and only rows shared across orders (a product's stock) need a lock order (Router.BeforeBatch).
 type worker struct {
 	c        *Consumer
-	commit   commitFunc
+	commits  *committer
 	in       <-chan kafka.Message
 	log      zerolog.Logger
 	attempts map[msgKey]int // failed handler attempts, for messages at the head of the batch
@@ -84,7 +81,9 @@ func (w *worker) process(stop, ctx context.Context, msgs []kafka.Message) bool {
 	for attempt := 0; len(msgs) > 0; {
 		n, err := w.apply(ctx, msgs)
 		if n > 0 {
-			w.commitOffsets(ctx, msgs[:n])
+			for _, m := range msgs[:n] {
+				w.commits.add(m.Topic, m.Partition, m.Offset+1)
+			}
 			msgs = msgs[n:]
 			attempt, conflicts = 0, 0
 		}
@@ -426,29 +425,6 @@ func (w *worker) deadLetter(ctx context.Context, tx pgx.Tx, r *routed, reason er
 // commitOffsets commits the offsets after msgs (the last of each topic), retrying while Kafka is
 // unavailable. The database already holds the work, so if the commit never lands (the partition moved to
 // another member) the redelivery is deduped.
-func (w *worker) commitOffsets(ctx context.Context, msgs []kafka.Message) {
-	next := map[string]map[int]int64{}
-	for _, m := range msgs {
-		next[m.Topic] = map[int]int64{m.Partition: m.Offset + 1}
-	}
-	for attempt := 0; attempt < 8; attempt++ {
-		err := w.commit(next)
-		if err == nil {
-			return
-		}
-		if ctx.Err() != nil || errors.Is(err, kafka.RebalanceInProgress) || errors.Is(err, kafka.IllegalGeneration) ||
-			errors.Is(err, kafka.UnknownMemberId) {
-			w.log.Info().Err(err).Msg("offsets not committed: the generation ended; the next owner dedupes the redelivery")
-			return
-		}
-		w.log.Warn().Err(err).Msg("commit offsets failed; retrying")
-		if !retry.Sleep(ctx, retry.Backoff(attempt, w.c.cfg.BackoffMin, w.c.cfg.BackoffMax)) {
-			return
-		}
-	}
-	w.log.Warn().Msg("gave up committing offsets; the events will be redelivered and deduped")
-}
-
 // Stats is a snapshot of a consumer's counters. Applied counts every message whose offset moved on:
 // handled, duplicate, ignored, dead-lettered or parked. Conflicts counts batches retried after a deadlock
 // or a serialization failure.

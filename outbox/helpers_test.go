@@ -26,6 +26,17 @@ func outboxDB(t *testing.T) *pgxpool.Pool {
 	return pool
 }
 
+// connect opens a pool on url, closed when the test ends.
+func connect(t *testing.T, url string, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
+	t.Helper()
+	pool, err := postgres.Connect(context.Background(), url, configure...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 func migrate(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
 	if err := postgres.Migrate(context.Background(), pool, "outbox", outbox.Migrations()); err != nil {

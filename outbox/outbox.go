@@ -96,11 +96,14 @@ const (
 	maxAppendRows = 10_000
 )
 
+// appendPrefix starts every append; LocalCommits recognises appends by it.
+const appendPrefix = "INSERT INTO outbox (topic, key, header_keys, header_values, value) "
+
 // appendSQL is the INSERT of n rows. Its text depends only on n, so it stays parameterised and prepared
 // statements are reused (an outbox append is mostly 1 to a few rows).
 func appendSQL(n int) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO outbox (topic, key, header_keys, header_values, value) VALUES ")
+	b.WriteString(appendPrefix + "VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")

@@ -71,11 +71,25 @@ func (r *Relay) pipeline(stopCtx, workCtx context.Context, wake <-chan struct{})
 //   - a scan from the lowest id that skips the rows in flight, whenever the relay is caught up (and at
 //     least every rescanEvery under sustained load); it finds late rows as well as new ones;
 //   - a cheap cursor read (id > last read) while full batches keep coming.
+//
+// Writers are asked to notify (outbox_relay.waiting) except while full batches keep coming: then the relay
+// reads on without waiting, and the notifications would only cost the writers. Writers of this process
+// wake the relay in process instead (LocalCommits), whatever the flag says.
 func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, flying *inflight) {
+	var local <-chan struct{} // nil: no LocalCommits, the case never fires
+	if r.cfg.local != nil {
+		local = r.cfg.local.Woken()
+	}
 	var cursor int64
-	streaming, announced := false, false
+	streaming := false
+	// The flag goes up first: a relay that stopped while streaming may have left it down. Writers in
+	// progress then may have seen it down (unsure): they are waited for like those of any raise below.
+	announced := r.setWaiting(stopCtx, true) == nil
 	var unsure []string // writers in progress when the flag went up: they may have seen it down
 	var unsureUntil time.Time
+	if announced {
+		unsure, unsureUntil = r.inProgress(stopCtx), time.Now().Add(r.cfg.pollInterval)
+	}
 	pause := time.Duration(0)
 	lastScan := time.Now()
 	poll := time.NewTimer(r.cfg.pollInterval)
@@ -114,14 +128,15 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			cursor = max(cursor, recs[len(recs)-1].ID)
 		}
 		if more {
+			// A backlog: read on without waiting, and let writers stop notifying meanwhile.
+			if announced && r.setWaiting(stopCtx, false) == nil {
+				announced = false
+			}
 			streaming = time.Since(lastScan) < r.cfg.rescanEvery
 			continue
 		}
 		streaming = false
-		if len(recs) > 0 {
-			continue // rows keep coming: read on without sleeping, and without asking for notifications
-		}
-		// Caught up. Ask writers to notify, then read once more: a writer that sees the flag set notifies
+		// Caught up. Writers must be notifying before the relay waits: one that sees the flag set notifies
 		// when it commits; one that saw it down inserted before the flag went up, so it was a transaction
 		// in progress then, and the relay keeps reading (briefly pausing) until those have ended, instead
 		// of leaving their rows to the poll.
@@ -144,6 +159,8 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			continue // read again: what those writers committed is visible now
 		}
 		unsure = nil
+		// Wait. Whatever committed since the read above began has notified, or woken the relay in
+		// process; either is kept in its channel until taken here, so nothing slips between read and wait.
 		if !poll.Stop() {
 			select {
 			case <-poll.C:
@@ -153,13 +170,10 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		poll.Reset(r.cfg.pollInterval)
 		select {
 		case <-wake:
+		case <-local:
 		case <-poll.C:
 		case <-stopCtx.Done():
 		case <-workCtx.Done():
-		}
-		// Awake: writers need not notify while the relay keeps reading.
-		if err := r.setWaiting(stopCtx, false); err == nil {
-			announced = false
 		}
 	}
 }

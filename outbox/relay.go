@@ -63,7 +63,8 @@ type config struct {
 	backoffMax   time.Duration
 	grace        time.Duration
 	onPublished  []func([]Record)
-	tracer       trace.Tracer // nil: no spans
+	tracer       trace.Tracer  // nil: no spans
+	local        *LocalCommits // nil: every writer notifies
 }
 
 // Option configures a Relay.
@@ -90,6 +91,10 @@ func WithShutdownGrace(d time.Duration) Option { return func(c *config) { c.grac
 func WithOnPublished(fn func([]Record)) Option {
 	return func(c *config) { c.onPublished = append(c.onPublished, fn) }
 }
+
+// WithLocalCommits makes the relay hear of its own process's commits from l (see LocalCommits) rather than
+// through NOTIFY. l must be configured on the pool the process writes its outbox rows with.
+func WithLocalCommits(l *LocalCommits) Option { return func(c *config) { c.local = l } }
 
 // defaultLockID is "outbox" in ASCII.
 const defaultLockID = 0x6f7574626f78
@@ -161,6 +166,15 @@ func (r *Relay) runActive(ctx context.Context) error {
 	}
 	// The connection holds the session lock and a LISTEN; never hand it back to the pool.
 	defer func() { _ = conn.Conn().Close(context.Background()); conn.Release() }()
+	// Name this process as the holder: its own writers stop notifying (they wake this relay in process),
+	// and those of a process that held the lock before start notifying again.
+	holder := ""
+	if r.cfg.local != nil {
+		holder = r.cfg.local.id
+	}
+	if _, err := conn.Exec(ctx, `UPDATE outbox_relay SET holder = $1 WHERE id = 1`, holder); err != nil {
+		return fmt.Errorf("name the outbox relay's holder: %w", err)
+	}
 	// LISTEN only now: a session that listens must not sit idle in a transaction or a long statement, or
 	// it holds back the notification queue. The first read scans from the lowest id, so commits made
 	// before the LISTEN are not missed.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
@@ -461,9 +462,9 @@ func TestAppendRejectsMessagesKafkaWouldRefuse(t *testing.T) {
 	}
 }
 
-// TestWritersNotifyOnlyWhileTheRelaySleeps: NOTIFY serialises commits database-wide, so writers must send
-// it only while the relay sleeps; the flag is set when it goes idle and a sleeping relay still wakes at
-// once (not at the poll) when an event commits.
+// TestWritersNotifyOnlyWhileTheRelaySleeps: NOTIFY serialises commits database-wide, so writers send it only
+// while the relay asks (outbox_relay.waiting: down while it streams a backlog); a relay waiting for work
+// wakes at once (not at the poll) when an event commits.
 func TestWritersNotifyOnlyWhileTheRelaySleeps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -478,7 +479,7 @@ func TestWritersNotifyOnlyWhileTheRelaySleeps(t *testing.T) {
 		testenv.Eventually(t, 10*time.Second, "the relay to sleep again", waiting)
 	}
 
-	// While it is awake, the flag is down and commits send no notification. The relay is stopped for this
+	// With the flag down, commits send no notification. The relay is stopped for this
 	// part, so that a late wake-up of its own cannot raise the flag again under the test.
 	stop()
 	if _, err := pool.Exec(ctx, `UPDATE outbox_relay SET waiting = false`); err != nil {
@@ -558,23 +559,22 @@ func TestRowsOfThePreviousVersionArePublished(t *testing.T) {
 	}
 }
 
-// TestARowInsertedWhileTheRelayWasAwakeIsNotLeftToThePoll: a writer that inserted while the relay was awake
-// (the flag down: it will not notify) and commits only after the relay asked for notifications again must
-// still be published at once, not at the next poll: the relay keeps reading until the transactions in
-// progress when it raised the flag have ended. With an hour's poll, only that can publish the row.
+// TestARowInsertedWhileTheRelayWasAwakeIsNotLeftToThePoll: while the relay streams a backlog it lets
+// writers stop notifying. A writer that inserted then (it will not notify) and commits only after the relay
+// caught up and asked for notifications again must still be published at once, not at the next poll: the
+// relay keeps reading until the transactions in progress when it raised the flag have ended. With an hour's
+// poll, only that can publish the row.
 func TestARowInsertedWhileTheRelayWasAwakeIsNotLeftToThePoll(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool, brokers := outboxDB(t), testenv.Kafka(t)
 	topic := newTopic(t, brokers, 1)
 	waiting := func() bool { return relayWaiting(t, pool) }
-	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour))
-	testenv.Eventually(t, 10*time.Second, "the idle relay to ask for notifications", waiting)
-
-	// As if the relay were awake: the flag down, and a writer inserts (it will not notify) and stays open.
-	if _, err := pool.Exec(ctx, `UPDATE outbox_relay SET waiting = false`); err != nil {
-		t.Fatal(err)
-	}
+	gate := &gatedPublisher{next: writer(t, brokers), open: make(chan struct{})}
+	appendEvents(t, pool, topic, "backlog", 1, 5)
+	relay, _ := startRelay(t, pool, gate, testenv.Logger(t), outbox.WithPollInterval(time.Hour), outbox.WithBatchSize(1))
+	// Full batches of one row: the relay streams, with the flag down, and blocks on the closed gate.
+	testenv.Eventually(t, 10*time.Second, "the streaming relay to let writers stop notifying", func() bool { return !waiting() })
 	late, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -583,15 +583,93 @@ func TestARowInsertedWhileTheRelayWasAwakeIsNotLeftToThePoll(t *testing.T) {
 	if err := outbox.AppendMessages(ctx, late, kafka.Message{Topic: topic, Key: []byte("late"), Value: []byte("late")}); err != nil {
 		t.Fatal(err)
 	}
-	// Wake the relay: it reads (nothing visible), raises the flag again and must not sleep on the writer.
-	if _, err := pool.Exec(ctx, `NOTIFY outbox`); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 10*time.Second, "the relay to ask for notifications again", waiting)
+	close(gate.open) // the backlog drains; the relay catches up and raises the flag with the writer in progress
+	testenv.Eventually(t, 10*time.Second, "the backlog to be published and the flag raised", func() bool {
+		return relay.Stats().Published == 5 && waiting()
+	})
 	if err := late.Commit(ctx); err != nil { // saw the flag down: no notification
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "the late row to be published without a notification", func() bool { return relay.Stats().Published == 1 })
+	testenv.Eventually(t, 10*time.Second, "the late row to be published without a notification", func() bool { return relay.Stats().Published == 6 })
+}
+
+// gatedPublisher publishes through next once open is closed.
+type gatedPublisher struct {
+	next outbox.Publisher
+	open chan struct{}
+}
+
+func (g *gatedPublisher) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.next.WriteMessages(ctx, msgs...)
+}
+
+// TestLocalCommitsWakeTheRelayWithoutNotify: writers of the relay's own process (a pool configured with
+// its LocalCommits) wake it in process and send no NOTIFY; writers of another process still notify, and
+// do again once a relay of another process takes over. With an hour's poll, only a wake-up publishes.
+func TestLocalCommitsWakeTheRelayWithoutNotify(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testenv.DatabaseURL(t)
+	remote := connect(t, url) // another process's writers
+	migrate(t, remote)
+	local := outbox.NewLocalCommits()
+	pool := connect(t, url, local.Configure)
+	brokers := testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	listener, err := remote.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Release()
+	if _, err := listener.Exec(ctx, "LISTEN outbox"); err != nil {
+		t.Fatal(err)
+	}
+	notified := func() bool {
+		waitCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := listener.Conn().WaitForNotification(waitCtx)
+		return err == nil
+	}
+
+	relay, stop := startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour), outbox.WithLocalCommits(local))
+	testenv.Eventually(t, 10*time.Second, "the idle relay to ask for notifications", func() bool { return relayWaiting(t, pool) })
+	drain(listener) // the flag's own history is not under test
+	appendEvents(t, pool, topic, "local", 1, 1)
+	testenv.Eventually(t, 10*time.Second, "a local commit to wake the relay", func() bool { return relay.Stats().Published == 1 })
+	if notified() {
+		t.Fatal("a commit of the relay's own process sent a NOTIFY")
+	}
+	appendEvents(t, remote, topic, "remote", 1, 1)
+	if !notified() {
+		t.Fatal("a commit of another process sent no NOTIFY")
+	}
+	testenv.Eventually(t, 10*time.Second, "a notified relay to publish", func() bool { return relay.Stats().Published == 2 })
+
+	// Another process's relay takes over: this process's writers must notify it.
+	stop()
+	other, _ := startRelay(t, remote, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour))
+	testenv.Eventually(t, 10*time.Second, "the other relay to be active", func() bool { return other.Stats().Active })
+	appendEvents(t, pool, topic, "local", 2, 1)
+	testenv.Eventually(t, 10*time.Second, "the new holder to be notified", func() bool { return other.Stats().Published == 1 })
+}
+
+// drain returns the notifications already received on conn.
+func drain(conn *pgxpool.Conn) []*pgconn.Notification {
+	var got []*pgconn.Notification
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		n, err := conn.Conn().WaitForNotification(ctx)
+		cancel()
+		if err != nil {
+			return got
+		}
+		got = append(got, n)
+	}
 }
 
 // relayWaiting reads the flag with which the relay asks writers to notify it.

@@ -94,16 +94,19 @@ type Unit struct {
 	runners  []*projection.Runner
 	log      zerolog.Logger
 	obs      observations
+	local    *outbox.LocalCommits // wakes the relay when the unit commits outbox rows
 }
 
 // Open connects to and migrates the service's database at dbURL and builds the service.
 func Open(ctx context.Context, spec Spec, dbURL string, brokers []string, reg *events.Registry, log zerolog.Logger, opts Options) (*Unit, error) {
 	log = log.With().Str("service", spec.Name).Logger()
-	pool, err := postgres.Connect(ctx, dbURL)
+	// The unit's own writers wake its relay in process rather than by NOTIFY (see outbox.LocalCommits).
+	local := outbox.NewLocalCommits()
+	pool, err := postgres.Connect(ctx, dbURL, local.Configure)
 	if err != nil {
 		return nil, fmt.Errorf("%s database: %w", spec.Name, err)
 	}
-	u := &Unit{spec: spec, pool: pool, log: log, obs: newObservations(spec.Name)}
+	u := &Unit{spec: spec, pool: pool, log: log, obs: newObservations(spec.Name), local: local}
 	if err := u.open(ctx, brokers, reg, opts); err != nil {
 		pool.Close()
 		return nil, err
@@ -141,7 +144,8 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 	if opts.Tracing != nil {
 		tracing = opts.Tracing(u.spec.Name)
 	}
-	relayOpts := append([]outbox.Option{outbox.WithOnPublished(u.obs.published), outbox.WithTracing(tracing)}, opts.Relay...)
+	relayOpts := append([]outbox.Option{outbox.WithOnPublished(u.obs.published), outbox.WithTracing(tracing),
+		outbox.WithLocalCommits(u.local)}, opts.Relay...)
 	u.relay = outbox.NewRelay(u.pool, u.writer, u.log, relayOpts...)
 	u.obs.admin = kafkaadmin.Admin{Brokers: brokers, Conn: opts.Kafka}
 	if len(u.spec.Consumes) > 0 {

@@ -19,8 +19,9 @@ const DefaultMaxConns = 20
 
 // Connect opens a pool on url and pings it. While the server is unreachable
 // or starting up it retries with backoff until ctx ends, so a service may
-// start before Postgres; a refused login or a missing database fails at once.
-func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// start before Postgres; a refused login or a missing database fails at once. Each configure function
+// may adjust the pool's configuration before the pool is built.
+func Connect(ctx context.Context, url string, configure ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL %s: %w", Redact(url), err)
@@ -30,6 +31,9 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		// two pipeline stages), one consumer worker per partition, HTTP handlers and background work share
 		// the pool. pool_max_conns in the URL overrides this.
 		cfg.MaxConns = DefaultMaxConns
+	}
+	for _, c := range configure {
+		c(cfg)
 	}
 	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

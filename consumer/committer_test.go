@@ -1,0 +1,74 @@
+package consumer
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// TestCommitterMergesWhileACommitIsInFlight: workers never wait for the coordinator; what they hand in
+// while a commit is in flight goes out in one request, with the highest offset of each partition, and the
+// offsets added before the generation ends are committed once the workers have stopped.
+func TestCommitterMergesWhileACommitIsInFlight(t *testing.T) {
+	var mu sync.Mutex
+	var got []map[string]map[int]int64
+	release := make(chan struct{})
+	commit := func(offsets map[string]map[int]int64) error {
+		if len(got) == 0 {
+			<-release // the first commit is slow
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, offsets)
+		return nil
+	}
+	c := newCommitter(commit, Config{BackoffMin: time.Millisecond, BackoffMax: time.Millisecond}, zerolog.Nop())
+	genCtx, endGen := context.WithCancel(context.Background())
+	workersDone := make(chan struct{})
+	finished := make(chan struct{})
+	go func() { defer close(finished); c.run(genCtx, workersDone) }()
+
+	c.add("a", 0, 10) // taken by the first commit, which blocks
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.pending) == 0 })
+	c.add("a", 0, 11) // all merged into the next one
+	c.add("a", 1, 5)
+	c.add("a", 0, 12)
+	c.add("b", 0, 3)
+	close(release)
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
+
+	endGen()
+	c.add("a", 1, 6) // a worker finishing its last batch after the generation ended
+	close(workersDone)
+	<-finished
+
+	want := []map[string]map[int]int64{
+		{"a": {0: 10}},
+		{"a": {0: 12, 1: 5}, "b": {0: 3}},
+		{"a": {1: 6}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d commits %v, want %v", len(got), got, want)
+	}
+	for i := range want {
+		for topic, parts := range want[i] {
+			for p, off := range parts {
+				if got[i][topic][p] != off {
+					t.Errorf("commit %d: %s/%d = %d, want %d (got %v)", i, topic, p, got[i][topic][p], off, got[i])
+				}
+			}
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+	}
+}
