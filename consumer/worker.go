@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/retry"
 )
 
@@ -165,15 +166,20 @@ func (e *handlerFailed) Unwrap() error { return e.err }
 // where its failure counts as an attempt and may dead-letter it. A handler failing outside a savepoint
 // returns *handlerFailed with nothing committed.
 func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (int, error) {
-	tx, err := w.c.pool.Begin(ctx)
+	var tx pgx.Tx
+	var err error
+	if isolate < 0 {
+		// All of the batch commits or none of it, so its event ids can go into the inbox first, in the
+		// round trip of BEGIN: the ids the inbox already held are the duplicates.
+		tx, err = w.beginRecorded(ctx, batch)
+	} else {
+		tx, err = w.beginMarked(ctx, batch)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
+		return 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	ctx, hooks := withCommitHooks(ctx)
-	if err := w.markKnown(ctx, tx, batch); err != nil {
-		return 0, err
-	}
 	ctx, err = w.beginScope(ctx, tx, batch)
 	if err != nil {
 		return 0, err
@@ -185,7 +191,10 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 		var o outcome
 		if i == isolate {
 			o, stop = w.applyIsolated(ctx, tx, &batch[i])
-		} else if o, stop = w.applyDirect(ctx, tx, &batch[i]); stop != nil && isolate < 0 && !infrastructural(stop) && !lockConflict(stop) {
+		} else if o, stop = w.applyDirect(ctx, tx, &batch[i]); stop != nil && isolate < 0 {
+			if infrastructural(stop) || lockConflict(stop) {
+				return 0, stop
+			}
 			return 0, &handlerFailed{index: i, err: stop}
 		}
 		if stop != nil {
@@ -202,8 +211,10 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 			return 0, fmt.Errorf("finish batch of %d events: %w", applied, err)
 		}
 	}
-	if err := recordInbox(ctx, tx, w.c.cfg.Group, batch[:applied]); err != nil {
-		return 0, err
+	if isolate >= 0 {
+		if err := recordInbox(ctx, tx, w.c.cfg.Group, batch[:applied]); err != nil {
+			return 0, err
+		}
 	}
 	if err := w.recordParked(ctx, tx, batch[:applied]); err != nil {
 		return 0, err
@@ -241,6 +252,88 @@ func (w *worker) route(msgs []kafka.Message) []routed {
 		batch[i] = r
 	}
 	return batch
+}
+
+// beginMarked begins a transaction and marks the batch's known messages (markKnown); the inbox is written
+// when the batch ends (recordInbox), with the messages that were applied.
+func (w *worker) beginMarked(ctx context.Context, batch []routed) (pgx.Tx, error) {
+	tx, err := w.c.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	if err := w.markKnown(ctx, tx, batch); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return tx, nil
+}
+
+// recordSQL records the batch's event ids in the inbox, but those whose key is parked, and returns the ids
+// it recorded (the others were there: duplicates) and the parked keys among the batch's.
+const recordSQL = `WITH parked_keys AS (SELECT DISTINCT key FROM parked WHERE consumer = $1 AND key = ANY($6)),
+recorded AS (
+	INSERT INTO inbox (consumer, event_id, topic, partition, "offset")
+	SELECT $1, u.id, u.topic, u.part, u.off
+	FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[], $6::text[]) AS u(id, topic, part, off, key)
+	WHERE u.key NOT IN (SELECT key FROM parked_keys)
+	ON CONFLICT DO NOTHING
+	RETURNING event_id)
+SELECT event_id, NULL::text FROM recorded UNION ALL SELECT NULL::uuid, key FROM parked_keys`
+
+// beginRecorded begins a transaction and, in the same round trip, records the batch's event ids in the
+// inbox; the messages whose id was there already, or that repeat an earlier message of the batch, are
+// marked duplicates, and those whose key is parked are marked parked (they queue behind it).
+func (w *worker) beginRecorded(ctx context.Context, batch []routed) (pgx.Tx, error) {
+	var ids []uuid.UUID
+	var topics, keys []string
+	var partitions []int32
+	var offsets []int64
+	for _, r := range batch {
+		if r.skipped == ignored {
+			continue
+		}
+		key := string(r.m.Key)
+		if r.poison != nil {
+			key = "" // dead-lettered even when its key is parked
+		}
+		ids, topics, keys = append(ids, r.id), append(topics, r.m.Topic), append(keys, key)
+		partitions, offsets = append(partitions, int32(r.m.Partition)), append(offsets, r.m.Offset)
+	}
+	recorded := make(map[uuid.UUID]bool, len(ids))
+	parkedKeys := map[string]bool{}
+	first := &pgx.Batch{}
+	first.Queue(recordSQL, w.c.cfg.Group, ids, topics, partitions, offsets, keys).Query(func(rows pgx.Rows) error {
+		var id *uuid.UUID
+		var key *string
+		_, err := pgx.ForEachRow(rows, []any{&id, &key}, func() error {
+			if id != nil {
+				recorded[*id] = true
+			} else if key != nil {
+				parkedKeys[*key] = true
+			}
+			return nil
+		})
+		return err
+	})
+	tx, err := postgres.BeginWith(ctx, w.c.pool, first)
+	if err != nil {
+		return nil, fmt.Errorf("begin and record %d events in inbox: %w", len(ids), err)
+	}
+	seen := make(map[uuid.UUID]bool, len(ids))
+	for i := range batch {
+		r := &batch[i]
+		if r.skipped == ignored {
+			continue
+		}
+		switch {
+		case r.poison == nil && parkedKeys[string(r.m.Key)]:
+			r.skipped, r.reason = parked, errQueuedBehind
+		case !recorded[r.id] || seen[r.id]:
+			r.skipped = duplicate
+		}
+		seen[r.id] = true
+	}
+	return tx, nil
 }
 
 // markKnown marks, in one query, the messages whose event id the inbox already holds or that repeat an

@@ -57,6 +57,33 @@ func (l *LocalCommits) Configure(cfg *pgxpool.Config) {
 // Woken receives a value after one or more local commits that appended to the outbox.
 func (l *LocalCommits) Woken() <-chan struct{} { return l.wake }
 
+// mark records that conn's open transaction (or statement) appended to the outbox.
+func (l *LocalCommits) mark(conn *pgx.Conn) {
+	l.mu.Lock()
+	l.marked[conn.PgConn()] = struct{}{}
+	l.mu.Unlock()
+}
+
+// ended is told that a statement or batch on conn finished, successfully or not; once conn is out of any
+// transaction, one that appended is over, and the relay is woken if it committed.
+func (l *LocalCommits) ended(conn *pgx.Conn, ok bool) {
+	if conn.PgConn().TxStatus() != 'I' { // still in a transaction: nothing is visible to the relay yet
+		return
+	}
+	l.mu.Lock()
+	_, appended := l.marked[conn.PgConn()]
+	if appended {
+		delete(l.marked, conn.PgConn())
+	}
+	l.mu.Unlock()
+	if appended && ok {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // commitTracer is LocalCommits' view of the pool's statements.
 type commitTracer struct {
 	l    *LocalCommits
@@ -65,9 +92,7 @@ type commitTracer struct {
 
 func (t *commitTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	if strings.HasPrefix(data.SQL, appendPrefix) {
-		t.l.mu.Lock()
-		t.l.marked[conn.PgConn()] = struct{}{}
-		t.l.mu.Unlock()
+		t.l.mark(conn)
 	}
 	if t.next != nil {
 		return t.next.TraceQueryStart(ctx, conn, data)
@@ -79,19 +104,30 @@ func (t *commitTracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data p
 	if t.next != nil {
 		t.next.TraceQueryEnd(ctx, conn, data)
 	}
-	if conn.PgConn().TxStatus() != 'I' { // still in a transaction: nothing is visible to the relay yet
-		return
+	t.l.ended(conn, data.Err == nil && data.CommandTag.String() != "ROLLBACK")
+}
+
+// Batches (pgx.Batch, and postgres.Tx's BeginWith and CommitWith) are watched alike.
+
+func (t *commitTracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	if bt, ok := t.next.(pgx.BatchTracer); ok {
+		return bt.TraceBatchStart(ctx, conn, data)
 	}
-	t.l.mu.Lock()
-	_, appended := t.l.marked[conn.PgConn()]
-	if appended {
-		delete(t.l.marked, conn.PgConn())
+	return ctx
+}
+
+func (t *commitTracer) TraceBatchQuery(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchQueryData) {
+	if bt, ok := t.next.(pgx.BatchTracer); ok {
+		bt.TraceBatchQuery(ctx, conn, data)
 	}
-	t.l.mu.Unlock()
-	if appended && data.Err == nil && data.CommandTag.String() != "ROLLBACK" {
-		select {
-		case t.l.wake <- struct{}{}:
-		default:
-		}
+	if strings.HasPrefix(data.SQL, appendPrefix) {
+		t.l.mark(conn)
 	}
+}
+
+func (t *commitTracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {
+	if bt, ok := t.next.(pgx.BatchTracer); ok {
+		bt.TraceBatchEnd(ctx, conn, data)
+	}
+	t.l.ended(conn, data.Err == nil)
 }

@@ -112,11 +112,15 @@ type positions map[partition]int64
 // setSearchPath points tx's unqualified names at schema until tx ends, then at public (where the service's
 // outbox is, for dead letters).
 func setSearchPath(ctx context.Context, tx pgx.Tx, schema string) error {
-	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, pgx.Identifier{schema}.Sanitize()+", public"); err != nil {
+	if _, err := tx.Exec(ctx, searchPathSQL, searchPath(schema)); err != nil {
 		return fmt.Errorf("use schema %s: %w", schema, err)
 	}
 	return nil
 }
+
+const searchPathSQL = `SELECT set_config('search_path', $1, true)`
+
+func searchPath(schema string) string { return pgx.Identifier{schema}.Sanitize() + ", public" }
 
 // schemaExists reports whether schema exists and holds a projection (its _positions table).
 func schemaExists(ctx context.Context, q rowQuerier, schema string) (bool, error) {
@@ -134,11 +138,19 @@ type rowQuerier interface {
 
 // loadPositions reads schema's positions; lock takes their rows (and blocks a swap) until tx ends.
 func loadPositions(ctx context.Context, tx pgx.Tx, schema string, lock bool) (positions, error) {
+	rows, _ := tx.Query(ctx, positionsSQL(schema, lock))
+	return scanPositions(rows, schema)
+}
+
+func positionsSQL(schema string, lock bool) string {
 	sql := `SELECT topic, partition, next_offset FROM ` + pgx.Identifier{schema, "_positions"}.Sanitize()
 	if lock {
 		sql += ` FOR UPDATE`
 	}
-	rows, _ := tx.Query(ctx, sql)
+	return sql
+}
+
+func scanPositions(rows pgx.Rows, schema string) (positions, error) {
 	pos := positions{}
 	var (
 		p   partition
@@ -156,17 +168,22 @@ func savePositions(ctx context.Context, tx pgx.Tx, moved positions) error {
 	if len(moved) == 0 {
 		return nil
 	}
+	if _, err := tx.Exec(ctx, savePositionsSQL, positionArgs(moved)...); err != nil {
+		return fmt.Errorf("save positions: %w", err)
+	}
+	return nil
+}
+
+const savePositionsSQL = `INSERT INTO _positions (topic, partition, next_offset)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
+ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset`
+
+func positionArgs(moved positions) []any {
 	topics, ids, offs := make([]string, 0, len(moved)), make([]int32, 0, len(moved)), make([]int64, 0, len(moved))
 	for p, off := range moved {
 		topics, ids, offs = append(topics, p.topic), append(ids, int32(p.id)), append(offs, off)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO _positions (topic, partition, next_offset)
-SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
-ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset`, topics, ids, offs)
-	if err != nil {
-		return fmt.Errorf("save positions: %w", err)
-	}
-	return nil
+	return []any{topics, ids, offs}
 }
 
 // ErrBusy means another Rebuild or Verify of the same projection is running.

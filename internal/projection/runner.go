@@ -17,6 +17,7 @@ import (
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 	"github.com/choreo-dev/choreo/internal/kafkaconn"
+	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/retry"
 )
 
@@ -156,38 +157,57 @@ func (r *Runner) livePositions(ctx context.Context) (positions, error) {
 	return loadPositions(ctx, tx, r.proj.Name(), false)
 }
 
-// applyLive applies msgs to the live copy if its positions are still committed, and moves them.
+// applyLive applies msgs to the live copy if its positions are still committed, and moves them. BEGIN goes
+// out with the positions' lock, and COMMIT with their update: two round trips besides the projection's own.
 func (r *Runner) applyLive(ctx context.Context, committed positions, msgs []kafka.Message) (positions, error) {
-	tx, err := r.pool.Begin(ctx)
+	live := r.proj.Name()
+	var now positions
+	first := &pgx.Batch{}
+	first.Queue(searchPathSQL, searchPath(live))
+	// The positions' row locks make a swap wait for this batch, and this batch wait for a swap.
+	first.Queue(positionsSQL(live, true)).Query(func(rows pgx.Rows) (err error) {
+		now, err = scanPositions(rows, live)
+		return err
+	})
+	tx, err := postgres.BeginWith(ctx, r.pool, first)
 	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		return nil, fmt.Errorf("begin batch of %s: %w", live, err)
 	}
 	defer tx.Rollback(ctx)
-	// The positions' row locks make a swap wait for this batch, and this batch wait for a swap.
-	now, err := loadPositions(ctx, tx, r.proj.Name(), true)
-	if err != nil {
-		return nil, err
-	}
 	if !maps.Equal(now, committed) {
 		return nil, errMoved
 	}
-	moved, err := r.apply(ctx, tx, r.proj.Name(), msgs, true)
+	moved, err := r.applyEvents(ctx, tx, live, msgs, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit batch of %s: %w", r.proj.Name(), err)
+	last := &pgx.Batch{}
+	if len(moved) > 0 {
+		last.Queue(savePositionsSQL, positionArgs(moved)...)
+	}
+	if err := tx.CommitWith(ctx, last); err != nil {
+		return nil, fmt.Errorf("commit batch of %s: %w", live, err)
 	}
 	return moved, nil
 }
 
-// apply decodes msgs and applies them, with the positions they move, to schema in tx. With deadLetter (the
-// live copy), a message that cannot be applied goes to its topic's dead-letter topic through the outbox,
-// in tx, exactly once; a rebuild only counts it (the live copy dead-lettered it when it first came).
+// apply decodes msgs and applies them, with the positions they move, to schema in tx (see applyEvents).
 func (r *Runner) apply(ctx context.Context, tx pgx.Tx, schema string, msgs []kafka.Message, deadLetter bool) (positions, error) {
 	if err := setSearchPath(ctx, tx, schema); err != nil {
 		return nil, err
 	}
+	moved, err := r.applyEvents(ctx, tx, schema, msgs, deadLetter)
+	if err != nil {
+		return nil, err
+	}
+	return moved, savePositions(ctx, tx, moved)
+}
+
+// applyEvents decodes msgs and applies them to schema, which tx's search path points at, and returns the
+// positions they move. With deadLetter (the live copy), a message that cannot be applied goes to its
+// topic's dead-letter topic through the outbox, in tx, exactly once; a rebuild only counts it (the live
+// copy dead-lettered it when it first came).
+func (r *Runner) applyEvents(ctx context.Context, tx pgx.Tx, schema string, msgs []kafka.Message, deadLetter bool) (positions, error) {
 	evs := make([]consumer.Event, 0, len(msgs))
 	moved := positions{}
 	for _, m := range msgs {
@@ -206,7 +226,7 @@ func (r *Runner) apply(ctx context.Context, tx pgx.Tx, schema string, msgs []kaf
 	if err := r.proj.Apply(ctx, tx, evs); err != nil {
 		return nil, fmt.Errorf("apply %d events to %s: %w", len(evs), schema, err)
 	}
-	return moved, savePositions(ctx, tx, moved)
+	return moved, nil
 }
 
 // decode reads m's envelope and payload. A type the registry does not know comes with a nil payload (the

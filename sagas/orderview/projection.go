@@ -82,10 +82,14 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, evs []consumer.Event) er
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := tl.insert(ctx, tx); err != nil {
-		return err
+	// Both statements go out in one round trip.
+	b := &pgx.Batch{}
+	tl.queue(b)
+	queueOrders(b, ids, orders)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("add %d events to the timeline and upsert %d orders: %w", len(tl.eventIDs), len(ids), err)
 	}
-	return upsertOrders(ctx, tx, ids, orders)
+	return nil
 }
 
 // customerLifecycle is the set of event types about a customer (registered, blocked, …) rather than an
@@ -141,17 +145,13 @@ func (t *timelineRows) add(order uuid.UUID, ev consumer.Event) {
 	t.versions, t.times = append(t.versions, int32(ev.Version)), append(t.times, ev.Time)
 }
 
-func (t *timelineRows) insert(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `INSERT INTO timeline (event_id, order_id, type, version, source, time)
+func (t *timelineRows) queue(b *pgx.Batch) {
+	b.Queue(`INSERT INTO timeline (event_id, order_id, type, version, source, time)
 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
 ON CONFLICT (event_id) DO NOTHING`, t.eventIDs, t.orderIDs, t.types, t.versions, t.sources, t.times)
-	if err != nil {
-		return fmt.Errorf("add %d events to the timeline: %w", len(t.eventIDs), err)
-	}
-	return nil
 }
 
-func upsertOrders(ctx context.Context, tx pgx.Tx, ids []uuid.UUID, orders map[uuid.UUID]*order) error {
+func queueOrders(b *pgx.Batch, ids []uuid.UUID, orders map[uuid.UUID]*order) {
 	n := len(ids)
 	var (
 		customers, statuses, reasons = make([]*string, n), make([]*string, n), make([]*string, n)
@@ -165,7 +165,7 @@ func upsertOrders(ctx context.Context, tx pgx.Tx, ids []uuid.UUID, orders map[uu
 		customers[i], statuses[i], reasons[i], items[i], currencies[i], priced[i] = o.customer, o.status, o.reason, o.items, o.currency, o.priced
 		totals[i], created[i], updated[i] = o.total, o.created, o.updated
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO orders AS o (id, customer_id, status, reason, items, currency, priced_lines, total_cents, created_at, updated_at)
+	b.Queue(`INSERT INTO orders AS o (id, customer_id, status, reason, items, currency, priced_lines, total_cents, created_at, updated_at)
 SELECT id, customer_id, status, coalesce(reason, ''), items::jsonb, currency, priced::jsonb, total, created, updated
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::timestamptz[], $10::timestamptz[])
     AS b(id, customer_id, status, reason, items, currency, priced, total, created, updated)
@@ -181,8 +181,4 @@ ON CONFLICT (id) DO UPDATE SET
                         WHEN excluded.status IN ('CONFIRMED', 'CANCELLED') THEN excluded.reason ELSE o.reason END,
     updated_at   = greatest(o.updated_at, excluded.updated_at)`,
 		ids, customers, statuses, reasons, items, currencies, priced, totals, created, updated)
-	if err != nil {
-		return fmt.Errorf("upsert %d orders: %w", n, err)
-	}
-	return nil
 }

@@ -1,0 +1,163 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Tx is a pgx.Tx whose BEGIN goes out in one round trip with its first statements (BeginWith), and whose
+// COMMIT may carry its last ones (CommitWith): a short transaction costs two round trips fewer than with
+// pool.Begin, which waits for BEGIN, and Commit, which waits for COMMIT alone. pgx cannot adopt a
+// transaction begun in a batch, hence this type; it commits or rolls back on its pooled connection and
+// then releases it. Savepoints (Begin) work; LargeObjects does not.
+type Tx struct {
+	conn       *pgxpool.Conn
+	closed     bool
+	savepoints int
+}
+
+var _ pgx.Tx = (*Tx)(nil)
+
+// BeginWith acquires a connection and sends BEGIN and first's statements in one round trip, running their
+// callbacks (pgx.QueuedQuery.Query, Exec, QueryRow). On an error nothing is left open.
+func BeginWith(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch) (*Tx, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquire connection: %w", err)
+	}
+	tx := &Tx{conn: conn}
+	b := &pgx.Batch{}
+	b.Queue("begin")
+	b.QueuedQueries = append(b.QueuedQueries, first.QueuedQueries...)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return tx, nil
+}
+
+// CommitWith sends last's statements and COMMIT in one round trip, running their callbacks, and releases
+// the connection. Should a statement fail, the transaction is rolled back and the error returned.
+func (t *Tx) CommitWith(ctx context.Context, last *pgx.Batch) error {
+	if t.closed {
+		return pgx.ErrTxClosed
+	}
+	b := &pgx.Batch{QueuedQueries: last.QueuedQueries}
+	b.Queue("commit").Exec(func(tag pgconn.CommandTag) error {
+		if tag.String() == "ROLLBACK" {
+			return pgx.ErrTxCommitRollback
+		}
+		return nil
+	})
+	if err := t.conn.SendBatch(ctx, b).Close(); err != nil {
+		if t.conn.Conn().PgConn().TxStatus() == 'I' { // the commit itself failed: nothing is open
+			t.closed = true
+			t.conn.Release()
+			return err
+		}
+		_ = t.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	t.closed = true
+	t.conn.Release()
+	return nil
+}
+
+func (t *Tx) Begin(ctx context.Context) (pgx.Tx, error) {
+	if t.closed {
+		return nil, pgx.ErrTxClosed
+	}
+	t.savepoints++
+	sp := &savepointTx{Tx: t, name: fmt.Sprintf("sp_%d", t.savepoints)}
+	if _, err := t.conn.Exec(ctx, "SAVEPOINT "+sp.name); err != nil {
+		return nil, err
+	}
+	return sp, nil
+}
+
+// Commit commits and releases the connection; a transaction that had failed reports
+// pgx.ErrTxCommitRollback, as pgx's own does.
+func (t *Tx) Commit(ctx context.Context) error {
+	if t.closed {
+		return pgx.ErrTxClosed
+	}
+	t.closed = true
+	defer t.conn.Release() // a connection left in a transaction by a failure is destroyed, not reused
+	tag, err := t.conn.Exec(ctx, "commit")
+	if err != nil {
+		return err
+	}
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+// Rollback rolls back and releases the connection; after Commit it does nothing and reports
+// pgx.ErrTxClosed.
+func (t *Tx) Rollback(ctx context.Context) error {
+	if t.closed {
+		return pgx.ErrTxClosed
+	}
+	t.closed = true
+	defer t.conn.Release()
+	_, err := t.conn.Exec(ctx, "rollback")
+	return err
+}
+
+func (t *Tx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	return t.conn.CopyFrom(ctx, table, columns, src)
+}
+
+func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return t.conn.SendBatch(ctx, b)
+}
+
+func (t *Tx) LargeObjects() pgx.LargeObjects { return pgx.LargeObjects{} }
+
+func (t *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	return t.conn.Conn().Prepare(ctx, name, sql)
+}
+
+func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return t.conn.Exec(ctx, sql, args...)
+}
+
+func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return t.conn.Query(ctx, sql, args...)
+}
+
+func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return t.conn.QueryRow(ctx, sql, args...)
+}
+
+func (t *Tx) Conn() *pgx.Conn { return t.conn.Conn() }
+
+// savepointTx is a savepoint of a Tx: Commit releases it, Rollback rolls back to it.
+type savepointTx struct {
+	*Tx
+	name   string
+	closed bool
+}
+
+func (s *savepointTx) Commit(ctx context.Context) error {
+	if s.closed {
+		return pgx.ErrTxClosed
+	}
+	s.closed = true
+	_, err := s.conn.Exec(ctx, "RELEASE SAVEPOINT "+s.name)
+	return err
+}
+
+func (s *savepointTx) Rollback(ctx context.Context) error {
+	if s.closed {
+		return pgx.ErrTxClosed
+	}
+	s.closed = true
+	_, err := s.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT "+s.name)
+	return err
+}
