@@ -14,13 +14,14 @@ import (
 
 // committer commits a generation's offsets in the background. Workers hand it, after each durable batch,
 // the offset of the next message to read, and go on with their next batch instead of waiting a round trip
-// to the group coordinator. What workers hand in while a commit is in flight is merged into the next one:
-// one request carries every partition of the member. Committing late is safe: the inbox has every applied
-// event id, so a redelivery after a crash or a rebalance is skipped as a duplicate.
+// to the group coordinator. Commits go out at most once per Config.CommitInterval, and what workers hand in
+// meanwhile is merged: one request carries every partition of the member. Committing late is safe: the
+// inbox has every applied event id, so a redelivery after a crash or a rebalance is skipped as a duplicate.
 type committer struct {
 	commit                 func(offsets map[string]map[int]int64) error
 	log                    zerolog.Logger
 	backoffMin, backoffMax time.Duration
+	interval               time.Duration
 
 	mu      sync.Mutex
 	pending map[string]map[int]int64
@@ -28,7 +29,7 @@ type committer struct {
 }
 
 func newCommitter(commit func(map[string]map[int]int64) error, cfg Config, log zerolog.Logger) *committer {
-	return &committer{commit: commit, log: log, backoffMin: cfg.BackoffMin, backoffMax: cfg.BackoffMax,
+	return &committer{commit: commit, log: log, backoffMin: cfg.BackoffMin, backoffMax: cfg.BackoffMax, interval: cfg.CommitInterval,
 		pending: map[string]map[int]int64{}, kick: make(chan struct{}, 1)}
 }
 
@@ -67,6 +68,10 @@ func (c *committer) run(genCtx context.Context, done <-chan struct{}) {
 		select {
 		case <-c.kick:
 			c.flush(genCtx)
+			select {
+			case <-time.After(c.interval):
+			case <-genCtx.Done():
+			}
 		case <-genCtx.Done():
 			<-done
 			c.flush(context.WithoutCancel(genCtx))

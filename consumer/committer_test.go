@@ -72,3 +72,39 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestCommitterCommitsAtMostOncePerInterval: after a commit, what workers hand in waits for the interval
+// (an hour here), and goes out at once when the generation ends instead.
+func TestCommitterCommitsAtMostOncePerInterval(t *testing.T) {
+	var mu sync.Mutex
+	var got []map[string]map[int]int64
+	commit := func(offsets map[string]map[int]int64) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, offsets)
+		return nil
+	}
+	c := newCommitter(commit, Config{CommitInterval: time.Hour}, zerolog.Nop())
+	genCtx, endGen := context.WithCancel(context.Background())
+	workersDone := make(chan struct{})
+	finished := make(chan struct{})
+	go func() { defer close(finished); c.run(genCtx, workersDone) }()
+	c.add("a", 0, 1)
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
+	for i := range 100 {
+		c.add("a", 0, int64(i+2))
+	}
+	time.Sleep(50 * time.Millisecond) // time for a wrong second commit to happen
+	mu.Lock()
+	early := len(got)
+	mu.Unlock()
+	if early != 1 {
+		t.Fatalf("%d commits within the interval, want 1", early)
+	}
+	endGen()
+	close(workersDone)
+	<-finished
+	if len(got) != 2 || got[1]["a"][0] != 101 {
+		t.Fatalf("commits %v, want the last offset 101 committed when the generation ended", got)
+	}
+}

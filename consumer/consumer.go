@@ -53,6 +53,14 @@ type Config struct {
 	BackoffMax     time.Duration // default 10s
 	InboxRetention time.Duration // how long handled event ids are kept for dedupe (default 7 days)
 	Grace          time.Duration // how long shutdown waits for in-flight batches (default 10s)
+	// CommitInterval is the least time between two offset commits of a member (default 200ms). Offsets are
+	// only where the next owner of a partition starts: what it gets again is in the inbox and skipped, so
+	// a commit per batch would cost the coordinator a request per batch for nothing. A generation's last
+	// offsets are committed when it ends.
+	CommitInterval time.Duration
+	// CombineTimeout bounds a transaction that applies several partitions' batches together (default 1s):
+	// past it, it is rolled back and each batch is applied on its own (see combiner).
+	CombineTimeout time.Duration
 
 	SessionTimeout    time.Duration // consumer group session timeout (default 10s)
 	RebalanceTimeout  time.Duration // default 10s
@@ -78,6 +86,8 @@ func (c *Config) defaults() error {
 	def(&c.BackoffMax, 10*time.Second)
 	def(&c.InboxRetention, 7*24*time.Hour)
 	def(&c.Grace, 10*time.Second)
+	def(&c.CommitInterval, 200*time.Millisecond)
+	def(&c.CombineTimeout, time.Second)
 	def(&c.SessionTimeout, 10*time.Second)
 	def(&c.RebalanceTimeout, 10*time.Second)
 	def(&c.HeartbeatInterval, time.Second)
@@ -92,6 +102,8 @@ type Consumer struct {
 	log    zerolog.Logger
 	stats  counters
 	tracer trace.Tracer // nil: no spans
+
+	combiner *combiner // applies the workers' ready batches together; nil outside Run
 }
 
 // New returns a consumer that applies events to pool's database through router.
@@ -132,6 +144,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// Workers finish the batch in hand when their generation ends; at shutdown within the grace period.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
+	// The combiner serves the workers until the group is closed (deferred below, so run before this).
+	combineCtx, stopCombining := context.WithCancel(workCtx)
+	c.combiner = newCombiner(c)
+	combining := make(chan struct{})
+	go func() { defer close(combining); c.combiner.run(combineCtx) }()
+	defer func() { stopCombining(); <-combining }()
 	defer context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.Grace, stopWork) })()
 	// Closing the group ends the current generation, waits for its partitions to stop, then leaves.
 	defer context.AfterFunc(ctx, func() { _ = group.Close() })()

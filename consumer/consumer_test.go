@@ -274,7 +274,9 @@ func TestTransientFailuresRetryThenPark(t *testing.T) {
 }
 
 // TestPartitionsRunInParallelEachInOrder blocks the first event of two partitions until both are being
-// handled at once (so partitions are not serialised), and checks every key's events apply in order.
+// handled at once (so partitions are not serialised), and checks every key's events apply in order. Should
+// the two first batches have been combined into one transaction, it is cancelled after CombineTimeout and
+// each applied on its own, in parallel.
 func TestPartitionsRunInParallelEachInOrder(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
@@ -298,12 +300,14 @@ func TestPartitionsRunInParallelEachInOrder(t *testing.T) {
 			gate.Do(func() { arrived.Done() })
 			select {
 			case <-both:
+			case <-ctx.Done(): // a combined transaction was cancelled
+				return ctx.Err()
 			case <-time.After(20 * time.Second):
 				return consumer.Permanent(errors.New("partitions 0 and 1 were never handled at the same time"))
 			}
 		}
 		return record(ctx, tx, ev)
-	}), nil)
+	}), func(c *consumer.Config) { c.CombineTimeout = 200 * time.Millisecond })
 
 	testenv.Eventually(t, 60*time.Second, "all events applied", func() bool { return f.appliedCount(t) == keys*perKey })
 	rows, _ := f.pool.Query(context.Background(), `SELECT subject, seq FROM applied ORDER BY n`)
@@ -321,6 +325,47 @@ func TestPartitionsRunInParallelEachInOrder(t *testing.T) {
 			t.Fatalf("%s: event %d applied after %d", r.Subject, r.Seq, last[r.Subject])
 		}
 		last[r.Subject] = r.Seq
+	}
+}
+
+// TestASlowPartitionHoldsUpNoOther: a handler of partition 0 blocks until the test ends (a lock held
+// elsewhere, a dependency that hangs). Batches of other partitions combined into its transaction wait for it
+// at most CombineTimeout; then they are applied on their own, and partition 1 keeps flowing.
+func TestASlowPartitionHoldsUpNoOther(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 2)
+	released := make(chan struct{})
+	var blocked atomic.Bool
+	c := f.start(t, cancelledRouter(t, func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		if ev.Partition == 0 {
+			blocked.Store(true)
+			select {
+			case <-released:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return record(ctx, tx, ev)
+	}), func(c *consumer.Config) { c.CombineTimeout = 200 * time.Millisecond })
+	t.Cleanup(func() { close(released) }) // before the consumer stops (cleanups run last first)
+	const n = 30
+	var msgs []kafka.Message
+	for i := 1; i <= n; i++ { // both partitions' events arrive together
+		msgs = append(msgs, events.ToMessage("", event(t, "p0/stuck", i)), events.ToMessage("", event(t, "p1/flowing", i)))
+	}
+	f.produce(t, msgs...)
+	testenv.Eventually(t, 30*time.Second, "partition 1's events applied while partition 0 is stuck", func() bool {
+		return f.appliedCount(t) == n
+	})
+	if !blocked.Load() {
+		t.Fatal("partition 0's handler never ran")
+	}
+	var stuck int
+	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM applied WHERE subject = 'p0/stuck'`).Scan(&stuck); err != nil {
+		t.Fatal(err)
+	}
+	if stuck != 0 || c.Stats().Applied < n {
+		t.Fatalf("%d of partition 0's events applied (want 0), stats %+v", stuck, c.Stats())
 	}
 }
 

@@ -139,7 +139,7 @@ func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 	if w.attempts[keyOf(msgs[0])] > 0 { // the head is being retried: on its own until it passes
 		return w.applyBatch(ctx, batch[:1], 0)
 	}
-	n, err := w.applyBatch(ctx, batch, -1)
+	n, err := w.applyFirst(ctx, msgs, batch)
 	var failed *handlerFailed
 	if errors.As(err, &failed) {
 		r := batch[failed.index]
@@ -151,6 +151,21 @@ func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 		return w.applyBatch(ctx, batch[:failed.index+1], failed.index)
 	}
 	return n, err
+}
+
+// applyFirst is the first try of a batch: combined with other workers' (see combiner), and on its own if
+// the combined transaction failed.
+func (w *worker) applyFirst(ctx context.Context, msgs []kafka.Message, batch []routed) (int, error) {
+	if cb := w.c.combiner; cb != nil {
+		err := cb.apply(ctx, batch)
+		if err == nil {
+			return len(batch), nil
+		}
+		if !errors.Is(err, errApplyAlone) {
+			return 0, err
+		}
+	}
+	return w.applyBatch(ctx, batch, -1)
 }
 
 // handlerFailed says the handler of the batch's message at index failed in a run without savepoints.
