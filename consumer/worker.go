@@ -14,6 +14,7 @@ import (
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/retry"
+	"github.com/choreo-dev/choreo/outbox"
 )
 
 // outcome is what became of one message.
@@ -195,6 +196,9 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	ctx, hooks := withCommitHooks(ctx)
+	if isolate < 0 { // no savepoint to roll back: the batch's new events go out in one statement at its end
+		ctx = outbox.Deferred(ctx, tx)
+	}
 	ctx, err = w.beginScope(ctx, tx, batch)
 	if err != nil {
 		return 0, err
@@ -225,6 +229,9 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 		if err := sc.Finish(ctx, tx); err != nil {
 			return 0, fmt.Errorf("finish batch of %d events: %w", applied, err)
 		}
+	}
+	if err := outbox.FlushDeferred(ctx); err != nil {
+		return 0, fmt.Errorf("append the events of a batch of %d: %w", applied, err)
 	}
 	if isolate >= 0 {
 		if err := recordInbox(ctx, tx, w.c.cfg.Group, batch[:applied]); err != nil {

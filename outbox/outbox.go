@@ -57,9 +57,19 @@ func Append(ctx context.Context, tx Execer, topic string, evs ...events.Envelope
 	return AppendMessages(ctx, tx, msgs...)
 }
 
-// AppendMessages writes raw Kafka messages (each with its Topic set) in tx, in one statement.
+// AppendMessages writes raw Kafka messages (each with its Topic set) in tx, in one statement; in a context
+// from Deferred for tx, the messages are checked now and written by FlushDeferred.
 func AppendMessages(ctx context.Context, tx Execer, msgs ...kafka.Message) error {
 	if len(msgs) == 0 {
+		return nil
+	}
+	if d, ok := ctx.Value(deferredKey{}).(*deferred); ok && d.tx == tx {
+		for i, m := range msgs {
+			if err := check(m); err != nil {
+				return fmt.Errorf("append message %d: %w", i, err)
+			}
+		}
+		d.msgs = append(d.msgs, msgs...)
 		return nil
 	}
 	if len(msgs) > maxAppendRows {
@@ -70,11 +80,8 @@ func AppendMessages(ctx context.Context, tx Execer, msgs ...kafka.Message) error
 	}
 	args := make([]any, 0, appendColumns*len(msgs))
 	for i, m := range msgs {
-		if m.Topic == "" {
-			return fmt.Errorf("append message %d: no topic", i)
-		}
-		if n := messageSize(m); n > MaxMessageBytes {
-			return fmt.Errorf("append message %d to %s: %w (%d bytes, limit %d)", i, m.Topic, ErrMessageTooLarge, n, MaxMessageBytes)
+		if err := check(m); err != nil {
+			return fmt.Errorf("append message %d: %w", i, err)
 		}
 		keys := make([]string, len(m.Headers))
 		values := make([][]byte, len(m.Headers))
@@ -87,6 +94,44 @@ func AppendMessages(ctx context.Context, tx Execer, msgs ...kafka.Message) error
 		return fmt.Errorf("insert %d outbox rows: %w", len(msgs), err)
 	}
 	return nil
+}
+
+// check returns why Kafka would refuse m, or nil.
+func check(m kafka.Message) error {
+	if m.Topic == "" {
+		return errors.New("no topic")
+	}
+	if n := messageSize(m); n > MaxMessageBytes {
+		return fmt.Errorf("to %s: %w (%d bytes, limit %d)", m.Topic, ErrMessageTooLarge, n, MaxMessageBytes)
+	}
+	return nil
+}
+
+// deferred holds the messages appended to tx in a context from Deferred.
+type deferred struct {
+	tx   Execer
+	msgs []kafka.Message
+}
+
+type deferredKey struct{}
+
+// Deferred returns a context in which appends to tx (Append, AppendMessages with that very tx) are checked
+// at once but written only by FlushDeferred, all in one statement: a consumer's batch writes the events of
+// all its handlers in one round trip. Appends through another Execer (a savepoint, say) are written at
+// once, so their rows may come before the deferred ones.
+func Deferred(ctx context.Context, tx Execer) context.Context {
+	return context.WithValue(ctx, deferredKey{}, &deferred{tx: tx})
+}
+
+// FlushDeferred writes the messages appended in ctx (see Deferred), in the order they were appended.
+func FlushDeferred(ctx context.Context) error {
+	d, ok := ctx.Value(deferredKey{}).(*deferred)
+	if !ok || len(d.msgs) == 0 {
+		return nil
+	}
+	msgs := d.msgs
+	d.msgs = nil
+	return AppendMessages(context.WithValue(ctx, deferredKey{}, nil), d.tx, msgs...)
 }
 
 // appendColumns are the values of one outbox row an append binds; maxAppendRows keeps a statement within

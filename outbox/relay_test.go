@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
@@ -680,4 +681,59 @@ func relayWaiting(t *testing.T, pool *pgxpool.Pool) bool {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// TestDeferredAppendsAreWrittenTogetherInOrder: in a context from Deferred, appends to its transaction are
+// checked at once, written by FlushDeferred in append order (one statement), and appends through another
+// Execer are not held back.
+func TestDeferredAppendsAreWrittenTogetherInOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := outboxDB(t)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	rows := func() []string {
+		t.Helper()
+		rs, _ := tx.Query(ctx, `SELECT convert_from(value, 'UTF8') FROM outbox ORDER BY id`)
+		got, err := pgx.CollectRows(rs, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	dctx := outbox.Deferred(ctx, tx)
+	for _, v := range []string{"a", "b", "c"} {
+		if err := outbox.AppendMessages(dctx, tx, kafka.Message{Topic: "t", Value: []byte(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = outbox.AppendMessages(dctx, tx, kafka.Message{Topic: "t", Value: make([]byte, outbox.MaxMessageBytes+1)})
+	if !errors.Is(err, outbox.ErrMessageTooLarge) {
+		t.Fatalf("a deferred append of a message Kafka would refuse: %v, want ErrMessageTooLarge", err)
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.AppendMessages(dctx, sp, kafka.Message{Topic: "t", Value: []byte("direct")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(rows()); got != "[direct]" {
+		t.Fatalf("before the flush the outbox holds %s, want [direct]", got)
+	}
+	if err := outbox.FlushDeferred(dctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.FlushDeferred(dctx); err != nil { // nothing left: writes nothing twice
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(rows()); got != "[direct a b c]" {
+		t.Fatalf("after the flush the outbox holds %s, want [direct a b c]", got)
+	}
 }
