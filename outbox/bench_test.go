@@ -40,7 +40,14 @@ const (
 // Postgres runs durable (fsync on), as in production.
 func BenchmarkRelay(b *testing.B) {
 	ctx := context.Background()
-	pool := durablePostgres(b)
+	pool, url := durablePostgres(b)
+	// The same database as the writers of the relay's own process see it: they wake it in process.
+	local := outbox.NewLocalCommits()
+	localPool, err := postgres.Connect(ctx, url, local.Configure)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(localPool.Close)
 	brokers := testenv.Kafka(b)
 	topic := testenv.Name(b, "bench")
 	if err := kafkaadmin.EnsureTopics(ctx, brokers, kafkaadmin.Topic{Name: topic, Partitions: 6}); err != nil {
@@ -56,8 +63,9 @@ func BenchmarkRelay(b *testing.B) {
 			relay := relayRate(b, pool, brokers, msgs)
 			raws, relays, ratios = append(raws, raw), append(relays, relay), append(ratios, relay/raw)
 		}
-		outboxTPS, plainTPS := appendRates(b, pool, brokers, topic)
-		lag := relayLag(b, pool, brokers, topic)
+		outboxTPS, localTPS, plainTPS := appendRates(b, pool, localPool, local, brokers, topic)
+		lag := relayLag(b, pool, nil, brokers, topic)
+		localLag := relayLag(b, localPool, local, brokers, topic)
 		rawLag := rawLatency(b, brokers, topic)
 		raw, relay, ratio := median(raws), median(relays), median(ratios)
 
@@ -66,8 +74,10 @@ func BenchmarkRelay(b *testing.B) {
 		b.ReportMetric(ratio, "relay/raw")
 		b.ReportMetric(outboxTPS, "append_tx/s")
 		b.ReportMetric(outboxTPS/plainTPS, "append/plain")
+		b.ReportMetric(localTPS/plainTPS, "local_append/plain")
 		b.ReportMetric(ms(lag[0]), "lag_p50_ms")
 		b.ReportMetric(ms(lag[1]), "lag_p99_ms")
+		b.ReportMetric(ms(localLag[0]), "local_lag_p50_ms")
 		fmt.Fprintf(os.Stdout, "\nrelay benchmark: %d events of %d bytes, %d keys, batches of %d, durable Postgres, Kafka %s\n",
 			benchEvents, benchPayload, benchKeys, benchBatch, strings.Join(brokers, ","))
 		fmt.Fprintf(os.Stdout, "  %d alternating rounds (median, then each round):\n", benchRounds)
@@ -75,10 +85,12 @@ func BenchmarkRelay(b *testing.B) {
 		fmt.Fprintf(os.Stdout, "  outbox relay        : %9.0f events/s   %s\n", relay, rounds(relays, "%.0f"))
 		fmt.Fprintf(os.Stdout, "  relay/raw           : %9.2f           %s\n", ratio, rounds(ratios, "%.2f"))
 		fmt.Fprintf(os.Stdout, "  durable commits, %d writers, one event per transaction, %v each:\n", benchWriters, benchAppendFor)
-		fmt.Fprintf(os.Stdout, "    outbox (relay running): %7.0f tx/s\n", outboxTPS)
-		fmt.Fprintf(os.Stdout, "    plain table insert    : %7.0f tx/s   outbox/plain = %.2f\n", plainTPS, outboxTPS/plainTPS)
+		fmt.Fprintf(os.Stdout, "    outbox, writers in another process (relay running): %7.0f tx/s   outbox/plain = %.2f\n", outboxTPS, outboxTPS/plainTPS)
+		fmt.Fprintf(os.Stdout, "    outbox, writers in the relay's process (LocalCommits): %7.0f tx/s   outbox/plain = %.2f\n", localTPS, localTPS/plainTPS)
+		fmt.Fprintf(os.Stdout, "    plain table insert                                 : %7.0f tx/s\n", plainTPS)
 		fmt.Fprintf(os.Stdout, "  publish lag, %d events offered at %d/s by %d writers, one event per transaction:\n", benchLagEvents, benchLagRate, benchWriters)
-		fmt.Fprintf(os.Stdout, "    relay commit->ack  : p50 %6.2f ms   p99 %6.2f ms\n", ms(lag[0]), ms(lag[1]))
+		fmt.Fprintf(os.Stdout, "    relay commit->ack, writers in another process : p50 %6.2f ms   p99 %6.2f ms\n", ms(lag[0]), ms(lag[1]))
+		fmt.Fprintf(os.Stdout, "    relay commit->ack, writers in its process     : p50 %6.2f ms   p99 %6.2f ms\n", ms(localLag[0]), ms(localLag[1]))
 		fmt.Fprintf(os.Stdout, "    raw write->ack     : p50 %6.2f ms   p99 %6.2f ms\n\n", ms(rawLag[0]), ms(rawLag[1]))
 	}
 }
@@ -101,10 +113,11 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // durablePostgres returns a pool on a private cluster with fsync on (the shared test cluster runs
 // without it), the outbox migrated.
-func durablePostgres(b *testing.B) *pgxpool.Pool {
+func durablePostgres(b *testing.B) (*pgxpool.Pool, string) {
 	b.Helper()
 	ctx := context.Background()
-	pool, err := postgres.Connect(ctx, testenv.DurableServerURL(b))
+	url := testenv.DurableServerURL(b)
+	pool, err := postgres.Connect(ctx, url)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,7 +125,7 @@ func durablePostgres(b *testing.B) *pgxpool.Pool {
 	if err := postgres.Migrate(ctx, pool, "outbox", outbox.Migrations()); err != nil {
 		b.Fatal(err)
 	}
-	return pool
+	return pool, url
 }
 
 func benchMessages(topic string) []kafka.Message {
@@ -185,30 +198,37 @@ func relayRate(b *testing.B, pool *pgxpool.Pool, brokers []string, msgs []kafka.
 }
 
 // appendRates measures durable single-event transactions per second from benchWriters goroutines: into
-// the outbox while a relay drains it, then the same rows into a plain table with no trigger (the ceiling
-// Postgres's group commit gives this disk).
-func appendRates(b *testing.B, pool *pgxpool.Pool, brokers []string, topic string) (outboxTPS, plainTPS float64) {
+// the outbox while a relay drains it, with writers of another process (they notify) and then of the
+// relay's process (pool configured with local: they wake it in process), and the same rows into a plain
+// table with no trigger (the ceiling Postgres's group commit gives this disk).
+func appendRates(b *testing.B, pool, localPool *pgxpool.Pool, local *outbox.LocalCommits, brokers []string, topic string) (outboxTPS, localTPS, plainTPS float64) {
 	ctx := context.Background()
 	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS plain (LIKE outbox INCLUDING ALL)`); err != nil {
 		b.Fatal(err)
 	}
 	w := outbox.NewKafkaWriter(brokers, benchBatch, kafkaconn.Config{})
 	defer w.Close()
-	r := outbox.NewRelay(pool, w, testenv.Logger(b))
-	runCtx, cancel := context.WithCancel(ctx)
-	stopped := make(chan struct{})
-	go func() { defer close(stopped); _ = r.Run(runCtx) }()
 	payload := make([]byte, benchPayload)
-	outboxTPS = commitRate(b, pool, func(tx pgx.Tx) error {
-		return outbox.AppendMessages(ctx, tx, kafka.Message{Topic: topic, Key: []byte("k"), Value: payload})
-	})
-	cancel()
-	<-stopped
+	for _, writers := range []struct {
+		pool *pgxpool.Pool
+		opts []outbox.Option
+		tps  *float64
+	}{{pool, nil, &outboxTPS}, {localPool, []outbox.Option{outbox.WithLocalCommits(local)}, &localTPS}} {
+		r := outbox.NewRelay(writers.pool, w, testenv.Logger(b), writers.opts...)
+		runCtx, cancel := context.WithCancel(ctx)
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); _ = r.Run(runCtx) }()
+		*writers.tps = commitRate(b, writers.pool, func(tx pgx.Tx) error {
+			return outbox.AppendMessages(ctx, tx, kafka.Message{Topic: topic, Key: []byte("k"), Value: payload})
+		})
+		cancel()
+		<-stopped
+	}
 	plainTPS = commitRate(b, pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO plain (topic, key, headers, value) VALUES ($1, $2, '[]', $3)`, topic, []byte("k"), payload)
 		return err
 	})
-	return outboxTPS, plainTPS
+	return outboxTPS, localTPS, plainTPS
 }
 
 // commitRate runs write in its own transaction from benchWriters goroutines for benchAppendFor.
@@ -244,7 +264,7 @@ func commitRate(b *testing.B, pool *pgxpool.Pool, write func(pgx.Tx) error) floa
 // relayLag commits benchLagEvents single-event transactions, offered at benchLagRate from benchWriters
 // goroutines, while a relay runs, and returns the p50 and p99 of commit-to-ack. Pacing keeps the machine
 // out of saturation, so the numbers are the pipeline's latency rather than queueing.
-func relayLag(b *testing.B, pool *pgxpool.Pool, brokers []string, topic string) [2]time.Duration {
+func relayLag(b *testing.B, pool *pgxpool.Pool, local *outbox.LocalCommits, brokers []string, topic string) [2]time.Duration {
 	ctx := context.Background()
 	var mu sync.Mutex
 	committed := map[string]time.Time{}
@@ -252,7 +272,11 @@ func relayLag(b *testing.B, pool *pgxpool.Pool, brokers []string, topic string) 
 	all := make(chan struct{})
 	w := outbox.NewKafkaWriter(brokers, benchBatch, kafkaconn.Config{})
 	defer w.Close()
-	r := outbox.NewRelay(pool, w, testenv.Logger(b), outbox.WithOnPublished(func(recs []outbox.Record) {
+	opts := []outbox.Option{}
+	if local != nil {
+		opts = append(opts, outbox.WithLocalCommits(local))
+	}
+	r := outbox.NewRelay(pool, w, testenv.Logger(b), append(opts, outbox.WithOnPublished(func(recs []outbox.Record) {
 		now := time.Now()
 		mu.Lock()
 		defer mu.Unlock()
@@ -264,7 +288,7 @@ func relayLag(b *testing.B, pool *pgxpool.Pool, brokers []string, topic string) 
 		if len(lags) == benchLagEvents {
 			close(all)
 		}
-	}))
+	}))...)
 	runCtx, cancel := context.WithCancel(ctx)
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); _ = r.Run(runCtx) }()

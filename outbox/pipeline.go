@@ -72,9 +72,10 @@ func (r *Relay) pipeline(stopCtx, workCtx context.Context, wake <-chan struct{})
 //     least every rescanEvery under sustained load); it finds late rows as well as new ones;
 //   - a cheap cursor read (id > last read) while full batches keep coming.
 //
-// Writers are asked to notify (outbox_relay.waiting) except while full batches keep coming: then the relay
-// reads on without waiting, and the notifications would only cost the writers. Writers of this process
-// wake the relay in process instead (LocalCommits), whatever the flag says.
+// Writers are asked to notify (outbox_relay.waiting) only while the relay waits: a notification wakes it
+// and it lowers the flag, and a backlog (full batches) lowers it too; it is raised again once the relay is
+// caught up. Writers of this process wake the relay in process instead (LocalCommits), whatever the flag
+// says, and a wake-up of theirs leaves the flag as it is.
 func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, flying *inflight) {
 	var local <-chan struct{} // nil: no LocalCommits, the case never fires
 	if r.cfg.local != nil {
@@ -168,12 +169,20 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			}
 		}
 		poll.Reset(r.cfg.pollInterval)
+		notified := false
 		select {
 		case <-wake:
+			notified = true
 		case <-local:
 		case <-poll.C:
 		case <-stopCtx.Done():
 		case <-workCtx.Done():
+		}
+		// Woken by a NOTIFY: writers of another process are busy, and each of their commits would notify
+		// again while the relay reads; let them stop until it is caught up. Its own process's writers never
+		// notify, so while only they write the flag stays up and costs nothing.
+		if notified && r.setWaiting(stopCtx, false) == nil {
+			announced = false
 		}
 	}
 }
