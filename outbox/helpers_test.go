@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
@@ -24,6 +25,17 @@ func outboxDB(t *testing.T) *pgxpool.Pool {
 	pool := testenv.Postgres(t)
 	migrate(t, pool)
 	return pool
+}
+
+// outboxTx begins a transaction in a fresh outbox database, rolled back when the test ends.
+func outboxTx(t *testing.T) pgx.Tx {
+	t.Helper()
+	tx, err := outboxDB(t).Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return tx
 }
 
 // connect opens a pool on url, closed when the test ends.

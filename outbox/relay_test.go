@@ -451,13 +451,8 @@ func TestLargeMessagesAreBatchedByBytes(t *testing.T) {
 func TestAppendRejectsMessagesKafkaWouldRefuse(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := outboxDB(t)
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	err = outbox.AppendMessages(ctx, tx, kafka.Message{Topic: "t", Value: make([]byte, outbox.MaxMessageBytes+1)})
+	tx := outboxTx(t)
+	err := outbox.AppendMessages(ctx, tx, kafka.Message{Topic: "t", Value: make([]byte, outbox.MaxMessageBytes+1)})
 	if !errors.Is(err, outbox.ErrMessageTooLarge) {
 		t.Fatalf("err = %v, want ErrMessageTooLarge", err)
 	}
@@ -689,12 +684,7 @@ func relayWaiting(t *testing.T, pool *pgxpool.Pool) bool {
 func TestDeferredAppendsAreWrittenTogetherInOrder(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := outboxDB(t)
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
+	tx := outboxTx(t)
 	rows := func() []string {
 		t.Helper()
 		rs, _ := tx.Query(ctx, `SELECT convert_from(value, 'UTF8') FROM outbox ORDER BY id`)
@@ -710,7 +700,7 @@ func TestDeferredAppendsAreWrittenTogetherInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err = outbox.AppendMessages(dctx, tx, kafka.Message{Topic: "t", Value: make([]byte, outbox.MaxMessageBytes+1)})
+	err := outbox.AppendMessages(dctx, tx, kafka.Message{Topic: "t", Value: make([]byte, outbox.MaxMessageBytes+1)})
 	if !errors.Is(err, outbox.ErrMessageTooLarge) {
 		t.Fatalf("a deferred append of a message Kafka would refuse: %v, want ErrMessageTooLarge", err)
 	}
