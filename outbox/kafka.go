@@ -30,8 +30,10 @@ func messageSize(m kafka.Message) int {
 
 // NewKafkaWriter returns the kafka-go writer the relay publishes with: every replica acknowledges
 // (RequiredAcks all), keys are hashed like the Java client (murmur2) so one key always lands on one
-// partition whoever produces it, and a partition's batch is flushed after a millisecond instead of
-// kafka-go's default second. batchSize should equal the relay's batch size so one relay batch becomes one
+// partition whoever produces it, and a partition's batch is flushed after 100µs instead of kafka-go's
+// default second: the relay hands the writer a whole batch at once and waits for it, so waiting for more
+// would only add latency to every hop of a saga (a call's messages still go out together: kafka-go adds
+// them to their batches under the lock its batch timer needs). batchSize should equal the relay's batch size so one relay batch becomes one
 // produce request per partition (and must not be below it). Topics are never auto-created. The writer has its own transport: kafka-go's
 // shared default transport caches topic metadata process-wide, and a topic created after that cache was
 // filled would look unknown to every writer in the process until it expires. conn is its TLS and SASL.
@@ -42,7 +44,7 @@ func NewKafkaWriter(brokers []string, batchSize int, conn kafkaconn.Config) *kaf
 		RequiredAcks:           kafka.RequireAll,
 		BatchSize:              batchSize,
 		BatchBytes:             MaxBatchBytes,
-		BatchTimeout:           time.Millisecond,
+		BatchTimeout:           100 * time.Microsecond,
 		MaxAttempts:            3,
 		WriteBackoffMin:        50 * time.Millisecond,
 		WriteBackoffMax:        time.Second,

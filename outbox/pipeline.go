@@ -237,7 +237,7 @@ func (r *Relay) read(ctx context.Context, sql string, arg any) ([]Record, bool, 
 	if err != nil {
 		return nil, false, fmt.Errorf("read outbox: %w", err)
 	}
-	recs := make([]Record, 0, r.cfg.batchSize)
+	recs := make([]Record, 0, min(r.cfg.batchSize, 16)) // grown as rows come: most reads under a trickle find one or two
 	size, more := 0, false
 	for rows.Next() {
 		var rec Record
