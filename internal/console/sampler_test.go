@@ -39,7 +39,8 @@ func TestSamplerFollowsSagasFromTheTopics(t *testing.T) {
 	event(b, "order.placed", t0, `{}`)
 	event(a, "order.confirmed", t0.Add(2*time.Second), `{}`)
 	event(b, "order.cancelled", t0.Add(3*time.Second), `{"reason":"shipping_failed"}`)
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{},
+		RequiredAcks: kafka.RequireAll} // acknowledged: with no acks a write to a topic still electing its leaders is lost
 	defer w.Close()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
@@ -50,6 +51,12 @@ func TestSamplerFollowsSagasFromTheTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Close()
+	// A real broker may answer "not leader" for a just-created topic's partitions for a moment; the
+	// sampler reports that as a failed sample and tries again at its next interval. Wait it out here.
+	testenv.Eventually(t, 20*time.Second, "the topic's offsets to be readable", func() bool {
+		_, err := in.Topics(ctx, func(name string) bool { return name == topic })
+		return err == nil
+	})
 	s := newSampler(Config{Namespace: ns, Interval: time.Second, Window: time.Minute}.withDefaults(), in)
 	s.sample(ctx)
 	snap := s.snapshot()
