@@ -1,6 +1,8 @@
 package outbox
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -52,3 +54,35 @@ func NewKafkaWriter(brokers []string, batchSize int, conn kafkaconn.Config) *kaf
 		Transport:              conn.Transport(&kafka.Transport{MetadataTTL: 10 * time.Second}),
 	}
 }
+
+// Writer is the relay's Publisher: two writers with NewKafkaWriter's settings, one for batches of up to
+// smallBatch messages and one for the larger. kafka-go allocates room for BatchSize messages for every
+// partition a call touches, so with one 1,000-message writer a steady trickle of small relay batches
+// allocated about 150 KB per partition per batch: half of all the process's allocations at 150 orders/s.
+// The relay publishes one batch at a time and waits for its acknowledgement, so using two writers never
+// reorders a key's events.
+type Writer struct {
+	small, large *kafka.Writer
+}
+
+// smallBatch is the most messages Writer sends through its small writer.
+const smallBatch = 32
+
+// NewWriter returns a Writer for relay batches of up to batchSize messages (see NewKafkaWriter).
+func NewWriter(brokers []string, batchSize int, conn kafkaconn.Config) *Writer {
+	return &Writer{small: NewKafkaWriter(brokers, min(smallBatch, batchSize), conn), large: NewKafkaWriter(brokers, batchSize, conn)}
+}
+
+// WriteMessages writes msgs and returns once every one is acknowledged.
+func (w *Writer) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	if len(msgs) <= w.small.BatchSize {
+		return w.small.WriteMessages(ctx, msgs...)
+	}
+	return w.large.WriteMessages(ctx, msgs...)
+}
+
+// BatchSize is the most messages one call may carry in one produce request per partition.
+func (w *Writer) BatchSize() int { return w.large.BatchSize }
+
+// Close closes both writers.
+func (w *Writer) Close() error { return errors.Join(w.small.Close(), w.large.Close()) }

@@ -115,8 +115,15 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, log zerolog.Logger, opts ...Opt
 	}
 	// A kafka-go writer splits a partition's share of a batch larger than its BatchSize into several
 	// produce requests, and an earlier one failing does not stop the later ones: keep every batch within one.
-	if w, ok := pub.(*kafka.Writer); ok && w.BatchSize > 0 && cfg.batchSize > w.BatchSize {
-		cfg.batchSize = w.BatchSize
+	limit := 0
+	switch w := pub.(type) {
+	case *kafka.Writer:
+		limit = w.BatchSize
+	case interface{ BatchSize() int }:
+		limit = w.BatchSize()
+	}
+	if limit > 0 && cfg.batchSize > limit {
+		cfg.batchSize = limit
 	}
 	return &Relay{pool: pool, pub: pub, log: log.With().Str("component", "relay").Logger(), cfg: cfg}
 }

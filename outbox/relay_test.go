@@ -504,6 +504,53 @@ func TestWritersNotifyOnlyWhileTheRelaySleeps(t *testing.T) {
 	_, _ = conn.Exec(ctx, "UNLISTEN *")
 }
 
+// TestWriterKeepsAKeysOrderAcrossItsTwoWriters: outbox.Writer sends small batches through a small writer
+// and large ones through a large one; a key's events interleaved across both arrive in order, and the
+// relay's batches keep to the large writer's size.
+func TestWriterKeepsAKeysOrderAcrossItsTwoWriters(t *testing.T) {
+	t.Parallel()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 3)
+	w := outbox.NewWriter(brokers, 100, kafkaconn.Config{})
+	t.Cleanup(func() { _ = w.Close() })
+	var mu sync.Mutex
+	var sizes []int
+	startRelay(t, pool, w, testenv.Logger(t), outbox.WithBatchSize(1000), outbox.WithOnPublished(func(recs []outbox.Record) {
+		mu.Lock()
+		sizes = append(sizes, len(recs))
+		mu.Unlock()
+	}))
+	var want []events.Envelope
+	for i, n := range []int{1, 250, 2, 40, 1} { // small, large (three batches), small, large, small
+		want = append(want, appendEvents(t, pool, topic, "o-two-writers", len(want)+1, n)...)
+		if i%2 == 0 {
+			consume(t, brokers, topic, len(want), 20*time.Second) // published before the next commit
+		}
+	}
+	got := consume(t, brokers, topic, len(want), 20*time.Second)
+	for i, m := range got {
+		if id := headerValue(m, "ce_id"); id != want[i].ID.String() {
+			t.Fatalf("message %d is event %s, want %s (the key's order broke)", i, id, want[i].ID)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	small, large := 0, 0
+	for _, n := range sizes {
+		if n > 100 {
+			t.Fatalf("a batch of %d rows, over the writer's 100", n)
+		}
+		if n <= 32 {
+			small++
+		} else {
+			large++
+		}
+	}
+	if small == 0 || large == 0 {
+		t.Fatalf("batch sizes %v: want both small and large batches", sizes)
+	}
+}
+
 // TestBatchesNeverExceedTheWritersBatchSize: a relay batch larger than the kafka-go writer's BatchSize would
 // be split into several produce requests per partition, so the relay keeps to the writer's size.
 func TestBatchesNeverExceedTheWritersBatchSize(t *testing.T) {

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
@@ -88,7 +87,7 @@ type Unit struct {
 	spec     Spec
 	pool     *pgxpool.Pool
 	svc      Service
-	writer   *kafka.Writer
+	writer   *outbox.Writer
 	relay    *outbox.Relay
 	consumer *consumer.Consumer
 	runners  []*projection.Runner
@@ -139,7 +138,7 @@ func (u *Unit) open(ctx context.Context, brokers []string, reg *events.Registry,
 		return fmt.Errorf("build %s: %w", u.spec.Name, err)
 	}
 	u.svc = svc
-	u.writer = outbox.NewKafkaWriter(brokers, 1000, opts.Kafka)
+	u.writer = outbox.NewWriter(brokers, 1000, opts.Kafka)
 	var tracing trace.TracerProvider
 	if opts.Tracing != nil {
 		tracing = opts.Tracing(u.spec.Name)
