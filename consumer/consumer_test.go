@@ -369,6 +369,33 @@ func TestASlowPartitionHoldsUpNoOther(t *testing.T) {
 	}
 }
 
+// TestEventsWithoutAHandlerMoveTheOffsetOnly: events of types the service does not handle are counted as
+// ignored and skipped without being recorded; the handled one among them is applied once.
+func TestEventsWithoutAHandlerMoveTheOffsetOnly(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	var msgs []kafka.Message
+	for i := range 5 {
+		e, err := events.New("test", fmt.Sprintf("o-%d", i), events.OrderConfirmed{OrderID: fmt.Sprintf("o-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, events.ToMessage("", e))
+	}
+	f.produce(t, msgs...) // a batch of nothing this consumer handles
+	c := f.start(t, cancelledRouter(t, record), nil)
+	testenv.Eventually(t, 20*time.Second, "the ignored events to be passed", func() bool { return c.Stats().Ignored == 5 })
+	f.produce(t, events.ToMessage("", event(t, "o-handled", 1)))
+	testenv.Eventually(t, 20*time.Second, "the handled event to be applied", func() bool { return f.appliedCount(t) == 1 })
+	var inbox int
+	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM inbox`).Scan(&inbox); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Stats(); inbox != 1 || s.Applied != 6 || s.Ignored != 5 || s.Handled != 1 {
+		t.Fatalf("inbox rows %d (want 1), stats %+v (want 6 applied, 5 ignored, 1 handled)", inbox, s)
+	}
+}
+
 func consume(t *testing.T, brokers []string, topic string, want int) []kafka.Message {
 	t.Helper()
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})

@@ -137,6 +137,11 @@ type routed struct {
 // that the messages before it still commit and its failure leaves nothing behind.
 func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 	batch := w.route(msgs)
+	if allIgnored(batch) { // events of a type this service does not handle: no transaction to open
+		w.c.stats.applied.Add(uint64(len(batch)))
+		w.c.stats.ignored.Add(uint64(len(batch)))
+		return len(batch), nil
+	}
 	if w.attempts[keyOf(msgs[0])] > 0 { // the head is being retried: on its own until it passes
 		return w.applyBatch(ctx, batch[:1], 0)
 	}
@@ -152,6 +157,17 @@ func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 		return w.applyBatch(ctx, batch[:failed.index+1], failed.index)
 	}
 	return n, err
+}
+
+// allIgnored reports whether no message of batch has a handler or needs dead-lettering: it leaves nothing
+// in the database (ignored messages are not recorded in the inbox), so only its offsets move.
+func allIgnored(batch []routed) bool {
+	for _, r := range batch {
+		if r.skipped != ignored || r.poison != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // applyFirst is the first try of a batch: combined with other workers' (see combiner), and on its own if
