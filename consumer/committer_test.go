@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
 )
 
 // TestCommitterMergesWhileACommitIsInFlight: workers never wait for the coordinator; what they hand in
@@ -106,5 +107,44 @@ func TestCommitterCommitsAtMostOncePerInterval(t *testing.T) {
 	<-finished
 	if len(got) != 2 || got[1]["a"][0] != 101 {
 		t.Fatalf("commits %v, want the last offset 101 committed when the generation ended", got)
+	}
+}
+
+// TestCommitterRetriesFailedCommitsButNotAnEndedGeneration: a commit the coordinator refuses for a passing
+// reason is tried again with the same offsets; one refused because the generation ended is dropped at once
+// (the next owner starts from the previous commit and dedupes what it gets again).
+func TestCommitterRetriesFailedCommitsButNotAnEndedGeneration(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		failWith  error
+		wantCalls int
+	}{
+		{"coordinator unavailable twice", kafka.GroupCoordinatorNotAvailable, 3},
+		{"generation ended", kafka.RebalanceInProgress, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls []map[string]map[int]int64
+			commit := func(offsets map[string]map[int]int64) error {
+				calls = append(calls, offsets)
+				if len(calls) < 3 {
+					return tc.failWith
+				}
+				return nil
+			}
+			c := newCommitter(commit, Config{BackoffMin: time.Millisecond, BackoffMax: time.Millisecond}, zerolog.Nop())
+			c.add("a", 0, 7)
+			c.flush(context.Background())
+			if len(calls) != tc.wantCalls {
+				t.Fatalf("%d commit calls, want %d", len(calls), tc.wantCalls)
+			}
+			for i, got := range calls {
+				if got["a"][0] != 7 {
+					t.Errorf("call %d committed %v, want a/0 at 7", i, got)
+				}
+			}
+			if c.take() != nil {
+				t.Error("offsets left pending after the flush")
+			}
+		})
 	}
 }

@@ -81,21 +81,7 @@ func (t *Tx) Begin(ctx context.Context) (pgx.Tx, error) {
 
 // Commit commits and releases the connection; a transaction that had failed reports
 // pgx.ErrTxCommitRollback, as pgx's own does.
-func (t *Tx) Commit(ctx context.Context) error {
-	if t.closed {
-		return pgx.ErrTxClosed
-	}
-	t.closed = true
-	defer t.conn.Release() // a connection left in a transaction by a failure is destroyed, not reused
-	tag, err := t.conn.Exec(ctx, "commit")
-	if err != nil {
-		return err
-	}
-	if tag.String() == "ROLLBACK" {
-		return pgx.ErrTxCommitRollback
-	}
-	return nil
-}
+func (t *Tx) Commit(ctx context.Context) error { return t.CommitWith(ctx, &pgx.Batch{}) }
 
 // Rollback rolls back and releases the connection; after Commit it does nothing and reports
 // pgx.ErrTxClosed.
