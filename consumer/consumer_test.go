@@ -349,17 +349,19 @@ func TestASlowPartitionHoldsUpNoOther(t *testing.T) {
 	}), func(c *consumer.Config) { c.CombineTimeout = 200 * time.Millisecond })
 	t.Cleanup(func() { close(released) }) // before the consumer stops (cleanups run last first)
 	const n = 30
-	var msgs []kafka.Message
-	for i := 1; i <= n; i++ { // both partitions' events arrive together
-		msgs = append(msgs, events.ToMessage("", event(t, "p0/stuck", i)), events.ToMessage("", event(t, "p1/flowing", i)))
+	var stuckMsgs, flowingMsgs []kafka.Message
+	for i := 1; i <= n; i++ {
+		stuckMsgs = append(stuckMsgs, events.ToMessage("", event(t, "p0/stuck", i)))
+		flowingMsgs = append(flowingMsgs, events.ToMessage("", event(t, "p1/flowing", i)))
 	}
-	f.produce(t, msgs...)
+	// Partition 0 first, until its handler blocks (in the combiner's transaction, which its timeout ends),
+	// then partition 1, which must flow while partition 0 stays stuck.
+	f.produce(t, stuckMsgs...)
+	testenv.Eventually(t, 30*time.Second, "partition 0's handler to block", blocked.Load)
+	f.produce(t, flowingMsgs...)
 	testenv.Eventually(t, 30*time.Second, "partition 1's events applied while partition 0 is stuck", func() bool {
 		return f.appliedCount(t) == n
 	})
-	if !blocked.Load() {
-		t.Fatal("partition 0's handler never ran")
-	}
 	var stuck int
 	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM applied WHERE subject = 'p0/stuck'`).Scan(&stuck); err != nil {
 		t.Fatal(err)
