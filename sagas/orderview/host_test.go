@@ -75,6 +75,12 @@ func (k kafkaEnv) config() projection.Config {
 // host opens the read model on dbURL through host.Open and runs it until the test's end.
 func (k kafkaEnv) host(t *testing.T, dbURL string) hosted {
 	t.Helper()
+	return k.hostWith(t, dbURL, func(*projection.Config) {})
+}
+
+// hostWith is host with the projections' configuration changed by configure.
+func (k kafkaEnv) hostWith(t *testing.T, dbURL string, configure func(*projection.Config)) hosted {
+	t.Helper()
 	reg, err := events.Catalog()
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +90,7 @@ func (k kafkaEnv) host(t *testing.T, dbURL string) hosted {
 		t.Fatalf("spec %s: a read model must be replayable and consume through its projections only", spec.Name)
 	}
 	unit, err := host.Open(context.Background(), spec, dbURL, k.brokers, reg, testenv.Logger(t), host.Options{Namespace: k.ns,
-		Projector: func(c *projection.Config) { c.BatchEvents, c.MaxWait = 500, 20*time.Millisecond }})
+		Projector: func(c *projection.Config) { c.BatchEvents, c.MaxWait = 500, 20*time.Millisecond; configure(c) }})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -179,6 +185,46 @@ func TestHostedProjectionReplayAndVerify(t *testing.T) {
 	later := newSaga(t)
 	k.produce(t, later.placed(0, "cust-l", events.Item{SKU: "tea", Quantity: 1}))
 	testenv.Eventually(t, 30*time.Second, "an order placed after the swap", func() bool { _, ok := h.lookup(t, later.id); return ok })
+}
+
+// TestArrivalsWithinTheApplyIntervalShareATransaction sends orders one by one, closer together than the
+// apply interval: the read model applies them in a few transactions, not one per order, and shows them all.
+func TestArrivalsWithinTheApplyIntervalShareATransaction(t *testing.T) {
+	t.Parallel()
+	k := newKafkaEnv(t)
+	h := k.hostWith(t, testenv.DatabaseURL(t), func(c *projection.Config) { c.ApplyInterval = 300 * time.Millisecond })
+	var runner *projection.Runner
+	for _, r := range h.unit.Projections() {
+		if r.Projection().Name() == "orderview" {
+			runner = r
+		}
+	}
+	if runner == nil {
+		t.Fatal("the unit runs no orderview projection")
+	}
+	// A first order, once shown, means the live copy exists (a fresh database builds it first, uncounted).
+	first := newSaga(t)
+	k.produce(t, first.placed(0, "cust-i", events.Item{SKU: "mug", Quantity: 1}))
+	testenv.Eventually(t, 30*time.Second, "the first order", func() bool { _, ok := h.lookup(t, first.id); return ok })
+	before := runner.Stats()
+	const orders = 20
+	ids := make([]string, orders)
+	for i := range ids {
+		s := newSaga(t)
+		ids[i] = s.id
+		k.produce(t, s.placed(0, "cust-i", events.Item{SKU: "mug", Quantity: 1}))
+		time.Sleep(10 * time.Millisecond)
+	}
+	testenv.Eventually(t, 30*time.Second, "every order applied", func() bool { return runner.Stats().Applied-before.Applied >= orders })
+	for _, id := range ids {
+		if _, ok := h.lookup(t, id); !ok {
+			t.Fatalf("order %s applied but not in the read model", id)
+		}
+	}
+	// 20 sends over at least 200ms: one transaction per order without the interval, about two with it.
+	if st := runner.Stats(); st.Batches-before.Batches > orders/4 {
+		t.Fatalf("%d events applied in %d transactions, want at most %d", st.Applied-before.Applied, st.Batches-before.Batches, orders/4)
+	}
 }
 
 // TestReplayNeverShowsAPartialModel replays while orders keep arriving and readers keep counting: no read
