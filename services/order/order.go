@@ -54,13 +54,13 @@ func Spec(cfg Config) host.Spec {
 
 // Service is the order service.
 type Service struct {
-	cfg     Config
-	pool    *pgxpool.Pool
-	emit    outbox.Emitter
-	log     zerolog.Logger
-	wake    chan struct{} // a new order may have moved the next deadline
-	clock   func() time.Time
-	metrics sagaMetrics
+	cfg       Config
+	pool      *pgxpool.Pool
+	emit      outbox.Emitter
+	log       zerolog.Logger
+	deadlines *deadlines // of the orders placed here, for the expiry sweeper
+	clock     func() time.Time
+	metrics   sagaMetrics
 }
 
 // New returns the order service over pool, publishing to topic.
@@ -73,10 +73,10 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) (*Ser
 	}
 	return &Service{
 		cfg: cfg, pool: pool, log: log,
-		emit:    outbox.Emitter{Source: sagas.Order, Topic: topic},
-		wake:    make(chan struct{}, 1),
-		clock:   time.Now,
-		metrics: newSagaMetrics(),
+		emit:      outbox.Emitter{Source: sagas.Order, Topic: topic},
+		deadlines: newDeadlines(),
+		clock:     time.Now,
+		metrics:   newSagaMetrics(),
 	}, nil
 }
 

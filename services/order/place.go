@@ -156,10 +156,7 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, opts PlaceOptions
 	if err := tx.Commit(ctx); err != nil {
 		return Placed{}, fmt.Errorf("commit order %s: %w", id, err)
 	}
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.deadlines.announce(deadline)
 	return Placed{ID: id, Status: Pending}, nil
 }
 

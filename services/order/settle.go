@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -70,8 +71,8 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, id uuid.UUID, status, r
 	return &settlement{status: status, reason: reason, took: time.Since(placedAt)}, nil
 }
 
-// expireLoop cancels pending orders whose deadline passed. It sleeps until the next deadline, woken early
-// when a new order is placed.
+// expireLoop cancels pending orders whose deadline passed. It sleeps until the next deadline, which the
+// orders placed in this process move earlier without a query (see deadlines).
 func (s *Service) expireLoop(ctx context.Context) {
 	var pruned time.Time
 	for attempt := 0; ctx.Err() == nil; {
@@ -81,6 +82,7 @@ func (s *Service) expireLoop(ctx context.Context) {
 			}
 			pruned = time.Now() // also after a failure: the next try is an hour away, not a tight loop
 		}
+		s.deadlines.forget() // before the sweep: an order placed from now on either is in it or is announced
 		next, err := s.expireDue(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -92,20 +94,74 @@ func (s *Service) expireLoop(ctx context.Context) {
 			continue
 		}
 		attempt = 0
+		s.sleepUntil(ctx, s.deadlines.plan(next))
+	}
+}
+
+// sleepUntil returns when next (zero: none known) has come, at the latest in a minute, or ctx ends. An order
+// placed meanwhile with an earlier deadline moves next; later ones, the common case, cost nothing.
+func (s *Service) sleepUntil(ctx context.Context, next time.Time) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
 		wait := time.Minute
 		if !next.IsZero() {
 			// Not below 100ms: an overdue order a consumer batch holds locked stays "next" until that
 			// batch commits, and the sweeper must not spin on it meanwhile.
 			wait = min(wait, max(time.Until(next)+10*time.Millisecond, 100*time.Millisecond))
 		}
-		t := time.NewTimer(wait)
+		t.Reset(wait)
 		select {
 		case <-t.C:
-		case <-s.wake:
+			return
+		case <-s.deadlines.moved:
+			next = s.deadlines.plan(time.Time{})
 		case <-ctx.Done():
+			return
 		}
-		t.Stop()
 	}
+}
+
+// deadlines is the next deadline the sweeper plans to wake at, which orders placed in this process move
+// earlier: the sweeper need not query after every order, whose deadline is almost always later.
+type deadlines struct {
+	mu      sync.Mutex
+	planned time.Time     // zero: none known, so every deadline announced is earlier
+	moved   chan struct{} // signalled when an announced deadline moved planned
+}
+
+func newDeadlines() *deadlines { return &deadlines{moved: make(chan struct{}, 1)} }
+
+// announce notes the deadline of an order just committed.
+func (d *deadlines) announce(at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.planned.IsZero() && !at.Before(d.planned) {
+		return
+	}
+	d.planned = at
+	select {
+	case d.moved <- struct{}{}:
+	default:
+	}
+}
+
+// forget drops the plan before a sweep, whose result replaces it (plan).
+func (d *deadlines) forget() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.planned = time.Time{}
+}
+
+// plan moves the plan to next if that is earlier (zero: none), and returns it: the earliest of next and
+// every deadline announced since forget.
+func (d *deadlines) plan(next time.Time) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !next.IsZero() && (d.planned.IsZero() || next.Before(d.planned)) {
+		d.planned = next
+	}
+	return d.planned
 }
 
 // pruneIdempotencyKeys forgets Idempotency-Keys older than the configured TTL.
