@@ -29,6 +29,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, component string, migratio
 		return fmt.Errorf("migrate %s: acquire connection: %w", component, err)
 	}
 	defer conn.Release()
+	// tern runs RESET ALL after each migration, which also undoes what the pool's AfterConnect set for the
+	// session (outbox.LocalCommits tags its connections so): the connection is closed, not handed back.
+	defer conn.Conn().Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLock); err != nil {
 		return fmt.Errorf("migrate %s: take migration lock: %w", component, err)
 	}

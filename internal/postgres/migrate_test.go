@@ -8,6 +8,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/choreo-dev/choreo/internal/postgres"
@@ -169,5 +170,29 @@ func TestMigrateErrors(t *testing.T) {
 	defer cancel()
 	if err := postgres.Migrate(ctx, pool, "inbox", inboxMigrations); err != nil {
 		t.Errorf("Migrate after failures: %v", err)
+	}
+}
+
+// TestMigrateKeepsThePoolsSessionSettings: tern resets the session after each migration; the pool's
+// connections must still carry what AfterConnect set (outbox.LocalCommits tags its writers so).
+func TestMigrateKeepsThePoolsSessionSettings(t *testing.T) {
+	t.Parallel()
+	pool, err := postgres.Connect(t.Context(), testenv.DatabaseURL(t), func(c *pgxpool.Config) {
+		c.MaxConns = 1
+		c.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+			_, err := conn.Exec(ctx, `SELECT set_config('choreo.test_tag', 'tagged', false)`)
+			return err
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(t.Context(), pool, "outbox", outboxMigrations); err != nil {
+		t.Fatal(err)
+	}
+	var tag string
+	if err := pool.QueryRow(t.Context(), `SELECT current_setting('choreo.test_tag', true)`).Scan(&tag); err != nil || tag != "tagged" {
+		t.Fatalf("session setting after Migrate: %q, %v; want tagged", tag, err)
 	}
 }
