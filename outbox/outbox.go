@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
 
@@ -123,7 +124,8 @@ func Deferred(ctx context.Context, tx Execer) context.Context {
 	return context.WithValue(ctx, deferredKey{}, &deferred{tx: tx})
 }
 
-// FlushDeferred writes the messages appended in ctx (see Deferred), in the order they were appended.
+// FlushDeferred writes the messages appended in ctx (see Deferred), in the order they were appended. On a
+// postgres.Tx the statement is held back (postgres.Later) to go out with the COMMIT that follows.
 func FlushDeferred(ctx context.Context) error {
 	d, ok := ctx.Value(deferredKey{}).(*deferred)
 	if !ok || len(d.msgs) == 0 {
@@ -131,7 +133,11 @@ func FlushDeferred(ctx context.Context) error {
 	}
 	msgs := d.msgs
 	d.msgs = nil
-	return AppendMessages(context.WithValue(ctx, deferredKey{}, nil), d.tx, msgs...)
+	tx := d.tx
+	if t, ok := tx.(pgx.Tx); ok { // the last statement of the batch: on a postgres.Tx it goes out with COMMIT
+		tx = postgres.Later(t)
+	}
+	return AppendMessages(context.WithValue(ctx, deferredKey{}, nil), tx, msgs...)
 }
 
 // appendColumns are the values of one outbox row an append binds; maxAppendRows keeps a statement within

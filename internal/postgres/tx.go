@@ -18,6 +18,7 @@ type Tx struct {
 	conn       *pgxpool.Conn
 	closed     bool
 	savepoints int
+	later      pgx.Batch // statements held back for the next round trip (Later)
 }
 
 var _ pgx.Tx = (*Tx)(nil)
@@ -46,7 +47,7 @@ func (t *Tx) CommitWith(ctx context.Context, last *pgx.Batch) error {
 	if t.closed {
 		return pgx.ErrTxClosed
 	}
-	b := &pgx.Batch{QueuedQueries: last.QueuedQueries}
+	b := &pgx.Batch{QueuedQueries: append(t.takeLater(), last.QueuedQueries...)}
 	b.Queue("commit").Exec(func(tag pgconn.CommandTag) error {
 		if tag.String() == "ROLLBACK" {
 			return pgx.ErrTxCommitRollback
@@ -71,6 +72,9 @@ func (t *Tx) Begin(ctx context.Context) (pgx.Tx, error) {
 	if t.closed {
 		return nil, pgx.ErrTxClosed
 	}
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
 	t.savepoints++
 	sp := &savepointTx{Tx: t, name: fmt.Sprintf("sp_%d", t.savepoints)}
 	if _, err := t.conn.Exec(ctx, "SAVEPOINT "+sp.name); err != nil {
@@ -90,16 +94,48 @@ func (t *Tx) Rollback(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	t.closed = true
+	t.later = pgx.Batch{}
 	defer t.conn.Release()
 	_, err := t.conn.Exec(ctx, "rollback")
 	return err
 }
 
+// Later holds sql back until the transaction's next round trip: it goes out with the next statement, or
+// at the latest with COMMIT, whose error then reports its failure. For a statement whose result the
+// caller does not need, such as a write at the end of a unit of work: it costs no round trip of its own.
+func (t *Tx) Later(sql string, args ...any) {
+	t.later.Queue(sql, args...)
+}
+
+// takeLater returns the statements held back and forgets them.
+func (t *Tx) takeLater() []*pgx.QueuedQuery {
+	q := t.later.QueuedQueries
+	t.later = pgx.Batch{}
+	return q
+}
+
+// flush sends the statements held back, if any, before a statement whose result the caller waits for.
+func (t *Tx) flush(ctx context.Context) error {
+	if t.later.Len() == 0 {
+		return nil
+	}
+	if err := t.conn.SendBatch(ctx, &pgx.Batch{QueuedQueries: t.takeLater()}).Close(); err != nil {
+		return fmt.Errorf("a statement held back (Later): %w", err)
+	}
+	return nil
+}
+
 func (t *Tx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	if err := t.flush(ctx); err != nil {
+		return 0, err
+	}
 	return t.conn.CopyFrom(ctx, table, columns, src)
 }
 
 func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if t.later.Len() > 0 {
+		b = &pgx.Batch{QueuedQueries: append(t.takeLater(), b.QueuedQueries...)}
+	}
 	return t.conn.SendBatch(ctx, b)
 }
 
@@ -110,15 +146,54 @@ func (t *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDe
 }
 
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.later.Len() > 0 { // one round trip for the held-back statements and this one
+		var tag pgconn.CommandTag
+		b := &pgx.Batch{QueuedQueries: t.takeLater()}
+		b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+		return tag, t.conn.SendBatch(ctx, b).Close()
+	}
 	return t.conn.Exec(ctx, sql, args...)
 }
 
 func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
 	return t.conn.Query(ctx, sql, args...)
 }
 
 func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.flush(ctx); err != nil {
+		return errRow{err}
+	}
 	return t.conn.QueryRow(ctx, sql, args...)
+}
+
+// errRow is a row whose query could not be sent.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// Execer runs a statement, as pgx.Tx and pgxpool.Pool do.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Later returns an Execer for statements of tx whose results the caller does not need: on a *Tx they are
+// held back for its next round trip (Tx.Later) and report an empty command tag; on any other transaction
+// they run at once.
+func Later(tx pgx.Tx) Execer {
+	if t, ok := tx.(*Tx); ok {
+		return laterExecer{t}
+	}
+	return tx
+}
+
+type laterExecer struct{ t *Tx }
+
+func (l laterExecer) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	l.t.Later(sql, args...)
+	return pgconn.CommandTag{}, nil
 }
 
 func (t *Tx) Conn() *pgx.Conn { return t.conn.Conn() }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -94,5 +95,102 @@ func TestTxBeginsAndCommitsWithItsStatements(t *testing.T) {
 	}
 	if n := count(); n != 2 {
 		t.Fatalf("%d rows after the failed transactions, want 2", n)
+	}
+}
+
+// TestTxLaterStatementsGoWithTheNextRoundTrip: statements held back run before the next statement (which
+// sees what they wrote), or with COMMIT; one that fails makes that statement or the commit fail and
+// leaves nothing behind; a rollback drops them; on a pgx transaction Later runs them at once.
+func TestTxLaterStatementsGoWithTheNextRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	pool, err := postgres.Connect(ctx, testenv.DatabaseURL(t), func(c *pgxpool.Config) { c.MaxConns = 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `CREATE TABLE t (n int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	rows := func(q interface {
+		Query(context.Context, string, ...any) (pgx.Rows, error)
+	}) (ns []int) {
+		r, err := q.Query(ctx, `SELECT n FROM t ORDER BY n`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err = pgx.CollectRows(r, pgx.RowTo[int])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ns
+	}
+	later := func(tx pgx.Tx, n int) {
+		if _, err := postgres.Later(tx).Exec(ctx, `INSERT INTO t VALUES ($1)`, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tx, err := postgres.BeginWith(ctx, pool, &pgx.Batch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later(tx, 1)
+	later(tx, 2)
+	if got := rows(tx); !slices.Equal(got, []int{1, 2}) { // the query carried them
+		t.Fatalf("rows seen by the next query: %v, want [1 2]", got)
+	}
+	later(tx, 3)
+	if tag, err := tx.Exec(ctx, `INSERT INTO t VALUES (4)`); err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("exec after a held-back insert: %v, %v", tag, err)
+	}
+	later(tx, 5)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(pool); !slices.Equal(got, []int{1, 2, 3, 4, 5}) {
+		t.Fatalf("after commit: %v, want 1 to 5", got)
+	}
+
+	// A held-back statement that fails fails the commit that carried it: nothing of the transaction stays.
+	tx, err = postgres.BeginWith(ctx, pool, &pgx.Batch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later(tx, 6)
+	later(tx, 1)
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("a held-back duplicate key committed")
+	}
+	// ... or the statement that carried it.
+	tx, err = postgres.BeginWith(ctx, pool, &pgx.Batch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later(tx, 2)
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (7)`); err == nil {
+		t.Fatal("the statement after a failing held-back one succeeded")
+	}
+	_ = tx.Rollback(ctx)
+	// A rollback drops what was held back.
+	tx, err = postgres.BeginWith(ctx, pool, &pgx.Batch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later(tx, 8)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(pool); !slices.Equal(got, []int{1, 2, 3, 4, 5}) {
+		t.Fatalf("after the failed and rolled back transactions: %v, want 1 to 5", got)
+	}
+
+	// On a pgx transaction (no holding back) Later runs the statement at once.
+	ptx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptx.Rollback(ctx)
+	if _, err := postgres.Later(ptx).Exec(ctx, `INSERT INTO t VALUES (1)`); err == nil {
+		t.Fatal("Later on a pgx transaction did not run the statement at once")
 	}
 }

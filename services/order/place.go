@@ -10,9 +10,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/httpapi"
+	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/outbox"
 )
 
@@ -101,11 +103,6 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, opts PlaceOptions
 		return Placed{}, fmt.Errorf("encode request: %w", err)
 	}
 	hash := sha256.Sum256(body)
-	if idempotencyKey != "" {
-		if p, found, err := s.byIdempotencyKey(ctx, idempotencyKey, hash[:]); err != nil || found {
-			return p, err
-		}
-	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return Placed{}, fmt.Errorf("order id: %w", err)
@@ -128,29 +125,28 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, opts PlaceOptions
 		ev.TraceParent = events.NewTraceParent()
 	}
 
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return Placed{}, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
+	// Two round trips: BEGIN with the inserts, then the event with COMMIT. A key already taken is found by
+	// its insert, not looked up first: a new key, the common case, costs no extra query.
 	items, _ := json.Marshal(req.Items) // plain structs: cannot fail
-	if _, err := tx.Exec(ctx, `INSERT INTO orders (id, customer_id, status, items, correlation_id, deadline) VALUES ($1, $2, $3, $4, $5, $6)`,
-		id, req.CustomerID, Pending, items, ev.CorrelationID, deadline); err != nil {
+	first := &pgx.Batch{}
+	first.Queue(`INSERT INTO orders (id, customer_id, status, items, correlation_id, deadline) VALUES ($1, $2, $3, $4, $5, $6)`,
+		id, req.CustomerID, Pending, items, ev.CorrelationID, deadline)
+	keyTaken := false
+	if idempotencyKey != "" {
+		first.Queue(`INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			idempotencyKey, hash[:], id).Exec(func(tag pgconn.CommandTag) error { keyTaken = tag.RowsAffected() == 0; return nil })
+	}
+	tx, err := postgres.BeginWith(ctx, s.pool, first)
+	if err != nil {
 		return Placed{}, fmt.Errorf("insert order %s: %w", id, err)
 	}
-	if idempotencyKey != "" {
-		tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-			idempotencyKey, hash[:], id)
-		if err != nil {
-			return Placed{}, fmt.Errorf("record idempotency key: %w", err)
-		}
-		if tag.RowsAffected() == 0 { // a concurrent request with the key committed first
-			_ = tx.Rollback(ctx)
-			p, _, err := s.byIdempotencyKey(ctx, idempotencyKey, hash[:])
-			return p, err
-		}
+	defer tx.Rollback(ctx)
+	if keyTaken { // a request with this key was placed before (or concurrently, and committed first)
+		_ = tx.Rollback(ctx)
+		p, _, err := s.byIdempotencyKey(ctx, idempotencyKey, hash[:])
+		return p, err
 	}
-	if err := outbox.Append(ctx, tx, s.emit.Topic, ev); err != nil {
+	if err := outbox.Append(ctx, postgres.Later(tx), s.emit.Topic, ev); err != nil {
 		return Placed{}, fmt.Errorf("publish order.placed for %s: %w", id, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
