@@ -55,15 +55,76 @@ func (r *Relay) pipeline(stopCtx, workCtx context.Context, wake <-chan struct{})
 	toPublish := make(chan batch, 1)
 	toDelete := make(chan batch, 4)
 	flying := &inflight{ids: map[int64]struct{}{}}
+	acked := newAckedRows()
 
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); defer close(toDelete); r.publishStage(workCtx, toPublish, toDelete) }()
-	go func() { defer wg.Done(); r.deleteStage(workCtx, toDelete, flying) }()
+	go func() { defer wg.Done(); r.deleteStage(workCtx, toDelete, acked, flying) }()
 
-	r.readStage(stopCtx, workCtx, wake, toPublish, flying)
+	r.readStage(stopCtx, workCtx, wake, toPublish, acked, flying)
+	acked.readerStopped()
 	close(toPublish)
 	wg.Wait()
+}
+
+// ackedRows are the rows Kafka acknowledged, waiting to be deleted. While the read stage runs it deletes
+// them in the round trip of its next read (and reads at once when some wait and it is idle); once it has
+// stopped, the delete stage deletes them itself.
+type ackedRows struct {
+	mu      sync.Mutex
+	ids     []int64
+	batches int
+	stopped bool          // the read stage no longer takes them
+	ready   chan struct{} // signalled when rows were added for the read stage
+}
+
+func newAckedRows() *ackedRows { return &ackedRows{ready: make(chan struct{}, 1)} }
+
+// add adds b's rows and reports whether the read stage will delete them.
+func (a *ackedRows) add(b batch) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ids = appendIDs(a.ids, b)
+	a.batches++
+	if a.stopped {
+		return false
+	}
+	select {
+	case a.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the rows waiting and the number of batches they came in, and forgets them.
+func (a *ackedRows) take() ([]int64, int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ids, n := a.ids, a.batches
+	a.ids, a.batches = nil, 0
+	return ids, n
+}
+
+// putBack returns rows whose delete failed, to be deleted with the next attempt.
+func (a *ackedRows) putBack(ids []int64, batches int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ids = append(a.ids, ids...)
+	a.batches += batches
+}
+
+func (a *ackedRows) readerStopped() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopped = true
+}
+
+// deleted counts rows deleted (published for good) and lets the read stage read them again no more.
+func (r *Relay) deleted(ids []int64, batches int, flying *inflight) {
+	flying.remove(ids)
+	r.published.Add(uint64(len(ids)))
+	r.batches.Add(uint64(batches))
 }
 
 // readStage reads committed rows in id order. Ids are taken at insert time, so a transaction can commit
@@ -76,7 +137,7 @@ func (r *Relay) pipeline(stopCtx, workCtx context.Context, wake <-chan struct{})
 // and it lowers the flag, and a backlog (full batches) lowers it too; it is raised again once the relay is
 // caught up. Writers of this process wake the relay in process instead (LocalCommits), whatever the flag
 // says, and a wake-up of theirs leaves the flag as it is.
-func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, flying *inflight) {
+func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, acked *ackedRows, flying *inflight) {
 	var local <-chan struct{} // nil: no LocalCommits, the case never fires
 	if r.cfg.local != nil {
 		local = r.cfg.local.Woken()
@@ -99,13 +160,15 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		var recs []Record
 		var more bool
 		var err error
+		del, delBatches := acked.take()
 		if streaming {
-			recs, more, err = r.read(stopCtx, readAfterSQL, cursor)
+			recs, more, err = r.read(stopCtx, del, readAfterSQL, cursor)
 		} else {
-			recs, more, err = r.read(stopCtx, readSkippingSQL, flying.list())
+			recs, more, err = r.read(stopCtx, del, readSkippingSQL, flying.list())
 			lastScan = time.Now()
 		}
 		if err != nil {
+			acked.putBack(del, delBatches)
 			if stopCtx.Err() != nil {
 				return
 			}
@@ -119,6 +182,9 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			continue
 		}
 		attempt = 0
+		if len(del) > 0 {
+			r.deleted(del, delBatches, flying)
+		}
 		if len(recs) > 0 {
 			flying.add(recs)
 			select {
@@ -170,13 +236,24 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		}
 		poll.Reset(r.cfg.pollInterval)
 		notified := false
-		select {
-		case <-wake:
-			notified = true
-		case <-local:
-		case <-poll.C:
-		case <-stopCtx.Done():
-		case <-workCtx.Done():
+		var deleteDue <-chan time.Time // armed once acknowledged rows wait (see deleteDelay)
+	wait:
+		for {
+			select {
+			case <-wake:
+				notified = true
+			case <-local:
+			case <-acked.ready:
+				if deleteDue == nil {
+					deleteDue = time.After(deleteDelay)
+				}
+				continue
+			case <-deleteDue:
+			case <-poll.C:
+			case <-stopCtx.Done():
+			case <-workCtx.Done():
+			}
+			break wait
 		}
 		// Woken by a NOTIFY: writers of another process are busy, and each of their commits would notify
 		// again while the relay reads; let them stop until it is caught up. Its own process's writers never
@@ -231,14 +308,43 @@ const (
 	readSkippingSQL = `SELECT ` + readColumns + ` FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
 )
 
-// read returns the next batch and whether more rows wait behind it (the batch was cut by count or bytes).
-func (r *Relay) read(ctx context.Context, sql string, arg any) ([]Record, bool, error) {
-	rows, err := r.pool.Query(ctx, sql, arg, r.cfg.batchSize)
+const (
+	// deleteSQL deletes published rows.
+	deleteSQL = `DELETE FROM outbox WHERE id = ANY($1)`
+	// deleteDelay is how long acknowledged rows may wait for a read to carry their delete before an idle
+	// relay reads for them. Under load the next commit's read comes sooner, so a delete costs no round trip
+	// of its own; meanwhile the rows are in flight, not read again, and only a crash republishes them
+	// (consumers skip duplicates).
+	deleteDelay = 50 * time.Millisecond
+)
+
+// read deletes the rows del (published ones) and returns the next batch and whether more rows wait behind
+// it (the batch was cut by count or bytes), in one round trip and one transaction: on an error neither
+// happened.
+func (r *Relay) read(ctx context.Context, del []int64, sql string, arg any) (recs []Record, more bool, err error) {
+	var rows pgx.Rows
+	if len(del) == 0 {
+		rows, err = r.pool.Query(ctx, sql, arg, r.cfg.batchSize)
+	} else {
+		b := &pgx.Batch{}
+		b.Queue(deleteSQL, del)
+		b.Queue(sql, arg, r.cfg.batchSize)
+		br := r.pool.SendBatch(ctx, b)
+		defer func() {
+			if cerr := br.Close(); cerr != nil && err == nil {
+				recs, more, err = nil, false, fmt.Errorf("delete published outbox rows and read: %w", cerr)
+			}
+		}()
+		if _, err := br.Exec(); err != nil {
+			return nil, false, fmt.Errorf("delete %d published outbox rows: %w", len(del), err)
+		}
+		rows, err = br.Query()
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("read outbox: %w", err)
 	}
-	recs := make([]Record, 0, min(r.cfg.batchSize, 16)) // grown as rows come: most reads under a trickle find one or two
-	size, more := 0, false
+	recs = make([]Record, 0, min(r.cfg.batchSize, 16)) // grown as rows come: most reads under a trickle find one or two
+	size := 0
 	for rows.Next() {
 		var rec Record
 		var keys []string
@@ -320,32 +426,26 @@ func (r *Relay) publishStage(ctx context.Context, in <-chan batch, out chan<- ba
 	}
 }
 
-// deleteStage deletes acknowledged rows, merging whatever batches are waiting into one statement.
-func (r *Relay) deleteStage(ctx context.Context, in <-chan batch, flying *inflight) {
-	var ids []int64
+// deleteStage hands acknowledged rows to the read stage, which deletes them with its next read; once that
+// has stopped, it deletes them itself, merging whatever batches are waiting into one statement.
+func (r *Relay) deleteStage(ctx context.Context, in <-chan batch, acked *ackedRows, flying *inflight) {
 	for b := range in {
-		ids = appendIDs(ids[:0], b)
-		n := 1
-	more:
-		for {
-			select {
-			case next, ok := <-in:
-				if !ok {
-					break more
-				}
-				ids = appendIDs(ids, next)
-				n++
-			default:
-				break more
-			}
+		if !acked.add(b) {
+			r.deleteAcked(ctx, acked, flying)
 		}
-		del := func() error { _, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids); return err }
-		if !r.untilDone(ctx, "delete published outbox rows", len(ids), ids[0], del) {
-			return
-		}
-		flying.remove(ids)
-		r.published.Add(uint64(len(ids)))
-		r.batches.Add(uint64(n))
+	}
+	r.deleteAcked(ctx, acked, flying) // what the read stage left
+}
+
+// deleteAcked deletes the acknowledged rows waiting, retrying until it succeeds or ctx ends.
+func (r *Relay) deleteAcked(ctx context.Context, acked *ackedRows, flying *inflight) {
+	ids, n := acked.take()
+	if len(ids) == 0 {
+		return
+	}
+	del := func() error { _, err := r.pool.Exec(ctx, deleteSQL, ids); return err }
+	if r.untilDone(ctx, "delete published outbox rows", len(ids), ids[0], del) {
+		r.deleted(ids, n, flying)
 	}
 }
 

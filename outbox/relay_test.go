@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -696,6 +698,13 @@ func TestLocalCommitsWakeTheRelayWithoutNotify(t *testing.T) {
 
 	// Another process's relay takes over: this process's writers must notify it.
 	stop()
+	// The old holder's backend releases the lock as it exits, just after Run returned; a standby that
+	// found it taken would poll again only in an hour.
+	testenv.Eventually(t, 10*time.Second, "the outbox lock to be released", func() bool {
+		var held bool
+		err := remote.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&held)
+		return err == nil && !held
+	})
 	other, _ := startRelay(t, remote, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour))
 	testenv.Eventually(t, 10*time.Second, "the other relay to be active", func() bool { return other.Stats().Active })
 	appendEvents(t, pool, topic, "local", 2, 1)
@@ -775,3 +784,59 @@ func TestDeferredAppendsAreWrittenTogetherInOrder(t *testing.T) {
 		t.Fatalf("after the flush the outbox holds %s, want [direct a b c]", got)
 	}
 }
+
+// TestDeletesRideWithTheNextRead: under a stream of commits the relay deletes published rows in the round
+// trip of its next read, so each row costs about one round trip, not a read and a delete; rows published
+// when no commit follows are deleted too, and nothing stays in the outbox.
+func TestDeletesRideWithTheNextRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testenv.DatabaseURL(t)
+	local := outbox.NewLocalCommits()
+	writers := connect(t, url, local.Configure)
+	migrate(t, writers)
+	trips := &roundTrips{}
+	relayPool := connect(t, url, func(c *pgxpool.Config) { c.ConnConfig.Tracer = trips })
+	brokers := testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	relay, _ := startRelay(t, relayPool, writer(t, brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour), outbox.WithLocalCommits(local))
+	testenv.Eventually(t, 10*time.Second, "the relay to be active", func() bool { return relay.Stats().Active })
+
+	const rows = 40
+	before := trips.outbox.Load()
+	for i := range rows {
+		appendEvents(t, writers, topic, "stream", i, 1)
+		time.Sleep(5 * time.Millisecond)
+	}
+	testenv.Eventually(t, 10*time.Second, "every row published and deleted", func() bool {
+		var left int
+		err := writers.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&left)
+		return err == nil && left == 0 && relay.Stats().Published == rows
+	})
+	// A read and a delete for each row would be 80 round trips.
+	if n := trips.outbox.Load() - before; n > rows*3/2 {
+		t.Fatalf("%d round trips on the outbox for %d rows committed one by one, want at most %d", n, rows, rows*3/2)
+	}
+}
+
+// roundTrips counts the round trips of a pool's statements on the outbox table (a batch is one).
+type roundTrips struct{ outbox atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(data.SQL, "FROM outbox") {
+		r.outbox.Add(1)
+	}
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	for _, q := range data.Batch.QueuedQueries {
+		if strings.Contains(q.SQL, "FROM outbox") {
+			r.outbox.Add(1)
+			break
+		}
+	}
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
