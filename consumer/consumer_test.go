@@ -273,6 +273,53 @@ func TestTransientFailuresRetryThenPark(t *testing.T) {
 	}
 }
 
+// TestAFailingHeldBackWriteIsItsHandlersFailure: a write a handler holds back (postgres.Later) fails in the
+// round trip of a later event's statement or of the commit; the failure is still its handler's: that event
+// is retried and parked, the others are applied once.
+func TestAFailingHeldBackWriteIsItsHandlersFailure(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	group := testenv.Name(t, "group")
+	if _, err := f.pool.Exec(context.Background(), `CREATE TABLE checked (subject text PRIMARY KEY, v int NOT NULL CHECK (v >= 0))`); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []kafka.Message
+	for _, s := range []string{"o-1", "o-bad", "o-2", "o-3"} {
+		msgs = append(msgs, events.ToMessage("", event(t, s, 1)))
+	}
+	f.produce(t, msgs...)
+	c := f.start(t, cancelledRouter(t, func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		if err := record(ctx, tx, ev); err != nil { // carries what the handler before held back
+			return err
+		}
+		v := 1
+		if ev.Subject == "o-bad" {
+			v = -1
+		}
+		_, err := postgres.Later(tx).Exec(ctx, `INSERT INTO checked (subject, v) VALUES ($1, $2)`, ev.Subject, v)
+		return err
+	}), func(c *consumer.Config) { c.MaxAttempts, c.Group = 3, group })
+
+	testenv.Eventually(t, 30*time.Second, "o-bad parked", func() bool { return c.Stats().Parked == 1 })
+	testenv.Eventually(t, 10*time.Second, "the other events applied", func() bool { return f.appliedCount(t) == 3 })
+	rows, _ := f.pool.Query(context.Background(), `SELECT a.subject FROM applied a JOIN checked c USING (subject) ORDER BY a.n`)
+	subjects, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(subjects) != "[o-1 o-2 o-3]" {
+		t.Fatalf("applied %v, want o-1 o-2 o-3 each once with their held-back writes", subjects)
+	}
+	parked := listParked(t, f, group)
+	if len(parked) != 1 || parked[0].Key != "o-bad" || !strings.Contains(parked[0].Reason, "gave up after 3 attempts: ") ||
+		!strings.Contains(parked[0].Reason, "checked_v_check") {
+		t.Fatalf("parked %+v, want o-bad after 3 attempts, for its check constraint", parked)
+	}
+	if s := c.Stats(); s.DeadLettered != 0 || s.Handled != 3 {
+		t.Fatalf("stats %+v, want 3 handled, 1 parked, nothing dead-lettered", s)
+	}
+}
+
 // TestPartitionsRunInParallelEachInOrder blocks the first event of two partitions until both are being
 // handled at once (so partitions are not serialised), and checks every key's events apply in order. Should
 // the two first batches have been combined into one transaction, it is cancelled after CombineTimeout and

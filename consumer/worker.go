@@ -185,6 +185,22 @@ func (w *worker) applyFirst(ctx context.Context, msgs []kafka.Message, batch []r
 	return w.applyBatch(ctx, batch, -1)
 }
 
+// blame returns err, which failed a batch run without savepoints, as the failure of the handler at index
+// (-1: none), or of the handler whose held-back statement failed, if one did: the batch is then run again
+// with that message in a savepoint. A lock conflict or a lost connection is nobody's: the batch is retried.
+func blame(err error, index int) error {
+	if infrastructural(err) || lockConflict(err) {
+		return err
+	}
+	if hb := (*postgres.HeldBackError)(nil); errors.As(err, &hb) && hb.Owner >= 0 {
+		index = hb.Owner
+	}
+	if index < 0 {
+		return err
+	}
+	return &handlerFailed{index: index, err: err}
+}
+
 // handlerFailed says the handler of the batch's message at index failed in a run without savepoints.
 type handlerFailed struct {
 	index int
@@ -219,18 +235,21 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 	if err != nil {
 		return 0, err
 	}
+	// Without savepoints, handlers' writes may be held back for the next round trip (postgres.Later), where
+	// a failure is still the handler's: each event owns what its handler held back.
+	held, _ := tx.(*postgres.Tx)
 	var outcomes [parked + 1]uint64
 	applied := 0
 	var stop error
 	for i := range batch {
 		var o outcome
+		if held != nil {
+			held.Own(i)
+		}
 		if i == isolate {
 			o, stop = w.applyIsolated(ctx, tx, &batch[i])
 		} else if o, stop = w.applyDirect(ctx, tx, &batch[i]); stop != nil && isolate < 0 {
-			if infrastructural(stop) || lockConflict(stop) {
-				return 0, stop
-			}
-			return 0, &handlerFailed{index: i, err: stop}
+			return 0, blame(stop, i)
 		}
 		if stop != nil {
 			break
@@ -241,13 +260,16 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 	if applied == 0 {
 		return 0, stop
 	}
+	if held != nil {
+		held.Own(-1)
+	}
 	if sc := w.c.router.scope; sc != nil {
 		if err := sc.Finish(ctx, tx); err != nil {
-			return 0, fmt.Errorf("finish batch of %d events: %w", applied, err)
+			return 0, blame(fmt.Errorf("finish batch of %d events: %w", applied, err), -1)
 		}
 	}
 	if err := outbox.FlushDeferred(ctx); err != nil {
-		return 0, fmt.Errorf("append the events of a batch of %d: %w", applied, err)
+		return 0, blame(fmt.Errorf("append the events of a batch of %d: %w", applied, err), -1)
 	}
 	if isolate >= 0 {
 		if err := recordInbox(ctx, tx, w.c.cfg.Group, batch[:applied]); err != nil {
@@ -255,10 +277,10 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 		}
 	}
 	if err := w.recordParked(ctx, tx, batch[:applied]); err != nil {
-		return 0, err
+		return 0, blame(err, -1)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit %d events: %w", applied, err)
+		return 0, blame(fmt.Errorf("commit %d events: %w", applied, err), -1)
 	}
 	hooks.run()
 	for _, r := range batch[:applied] {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,7 +20,24 @@ type Tx struct {
 	closed     bool
 	savepoints int
 	later      pgx.Batch // statements held back for the next round trip (Later)
+	owners     []int     // of each held-back statement (Own)
+	owner      int
+	sent       int // held-back statements of the round trip in flight that succeeded
 }
+
+// HeldBackError is the failure of a statement held back by Later, reported by the statement or commit
+// that carried it, with the owner the statement was held back for (Own).
+type HeldBackError struct {
+	Owner int
+	SQL   string
+	Err   error
+}
+
+func (e *HeldBackError) Error() string {
+	sql, _, _ := strings.Cut(strings.TrimSpace(e.SQL), "\n")
+	return fmt.Sprintf("held-back statement %q: %v", sql, e.Err)
+}
+func (e *HeldBackError) Unwrap() error { return e.Err }
 
 var _ pgx.Tx = (*Tx)(nil)
 
@@ -47,14 +65,15 @@ func (t *Tx) CommitWith(ctx context.Context, last *pgx.Batch) error {
 	if t.closed {
 		return pgx.ErrTxClosed
 	}
-	b := &pgx.Batch{QueuedQueries: append(t.takeLater(), last.QueuedQueries...)}
+	held, owners := t.takeLater()
+	b := &pgx.Batch{QueuedQueries: append(held, last.QueuedQueries...)}
 	b.Queue("commit").Exec(func(tag pgconn.CommandTag) error {
 		if tag.String() == "ROLLBACK" {
 			return pgx.ErrTxCommitRollback
 		}
 		return nil
 	})
-	if err := t.conn.SendBatch(ctx, b).Close(); err != nil {
+	if err := t.heldBack(t.conn.SendBatch(ctx, b).Close(), held, owners); err != nil {
 		if t.conn.Conn().PgConn().TxStatus() == 'I' { // the commit itself failed: nothing is open
 			t.closed = true
 			t.conn.Release()
@@ -94,7 +113,7 @@ func (t *Tx) Rollback(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	t.closed = true
-	t.later = pgx.Batch{}
+	t.takeLater()
 	defer t.conn.Release()
 	_, err := t.conn.Exec(ctx, "rollback")
 	return err
@@ -104,14 +123,29 @@ func (t *Tx) Rollback(ctx context.Context) error {
 // at the latest with COMMIT, whose error then reports its failure. For a statement whose result the
 // caller does not need, such as a write at the end of a unit of work: it costs no round trip of its own.
 func (t *Tx) Later(sql string, args ...any) {
-	t.later.Queue(sql, args...)
+	t.later.Queue(sql, args...).Exec(func(pgconn.CommandTag) error { t.sent++; return nil })
+	t.owners = append(t.owners, t.owner)
 }
 
-// takeLater returns the statements held back and forgets them.
-func (t *Tx) takeLater() []*pgx.QueuedQuery {
-	q := t.later.QueuedQueries
-	t.later = pgx.Batch{}
-	return q
+// Own makes owner the owner of the statements held back from now on: should one fail, the statement or
+// commit that carried it reports a *HeldBackError naming owner. A consumer passes the index of the event
+// whose handler runs, so that the failure is the handler's, wherever it surfaces.
+func (t *Tx) Own(owner int) { t.owner = owner }
+
+// takeLater returns the statements held back, and their owners, and forgets them.
+func (t *Tx) takeLater() ([]*pgx.QueuedQuery, []int) {
+	q, o := t.later.QueuedQueries, t.owners
+	t.later, t.owners, t.sent = pgx.Batch{}, nil, 0
+	return q, o
+}
+
+// heldBack reports err, the outcome of a round trip that carried the held-back statements held (owned by
+// owners), as a *HeldBackError if one of those failed (they come first, so the first that did not succeed).
+func (t *Tx) heldBack(err error, held []*pgx.QueuedQuery, owners []int) error {
+	if err != nil && t.sent < len(owners) {
+		return &HeldBackError{Owner: owners[t.sent], SQL: held[t.sent].SQL, Err: err}
+	}
+	return err
 }
 
 // flush sends the statements held back, if any, before a statement whose result the caller waits for.
@@ -119,10 +153,8 @@ func (t *Tx) flush(ctx context.Context) error {
 	if t.later.Len() == 0 {
 		return nil
 	}
-	if err := t.conn.SendBatch(ctx, &pgx.Batch{QueuedQueries: t.takeLater()}).Close(); err != nil {
-		return fmt.Errorf("a statement held back (Later): %w", err)
-	}
-	return nil
+	held, owners := t.takeLater()
+	return t.heldBack(t.conn.SendBatch(ctx, &pgx.Batch{QueuedQueries: held}).Close(), held, owners)
 }
 
 func (t *Tx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
@@ -133,11 +165,20 @@ func (t *Tx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []strin
 }
 
 func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	if t.later.Len() > 0 {
-		b = &pgx.Batch{QueuedQueries: append(t.takeLater(), b.QueuedQueries...)}
+	if err := t.flush(ctx); err != nil {
+		return errBatch{err}
 	}
 	return t.conn.SendBatch(ctx, b)
 }
+
+// errBatch is the results of a batch that could not be sent.
+type errBatch struct{ err error }
+
+func (b errBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, b.err }
+func (b errBatch) Query() (pgx.Rows, error)         { return nil, b.err }
+func (b errBatch) QueryRow() pgx.Row                { return errRow(b) }
+func (b errBatch) Close() error                     { return b.err }
+func (b errBatch) Tx() pgx.Tx                       { return nil }
 
 func (t *Tx) LargeObjects() pgx.LargeObjects { return pgx.LargeObjects{} }
 
@@ -148,9 +189,10 @@ func (t *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDe
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	if t.later.Len() > 0 { // one round trip for the held-back statements and this one
 		var tag pgconn.CommandTag
-		b := &pgx.Batch{QueuedQueries: t.takeLater()}
+		held, owners := t.takeLater()
+		b := &pgx.Batch{QueuedQueries: held}
 		b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
-		return tag, t.conn.SendBatch(ctx, b).Close()
+		return tag, t.heldBack(t.conn.SendBatch(ctx, b).Close(), held, owners)
 	}
 	return t.conn.Exec(ctx, sql, args...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -156,10 +157,13 @@ func TestTxLaterStatementsGoWithTheNextRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tx.Own(7)
 	later(tx, 6)
+	tx.Own(8)
 	later(tx, 1)
-	if err := tx.Commit(ctx); err == nil {
-		t.Fatal("a held-back duplicate key committed")
+	var hb *postgres.HeldBackError
+	if err := tx.Commit(ctx); !errors.As(err, &hb) || hb.Owner != 8 || !strings.Contains(hb.Error(), "INSERT INTO t") {
+		t.Fatalf("commit of a held-back duplicate key: %v, want a HeldBackError of owner 8 naming the statement", err)
 	}
 	// ... or the statement that carried it.
 	tx, err = postgres.BeginWith(ctx, pool, &pgx.Batch{})

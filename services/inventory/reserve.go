@@ -12,6 +12,7 @@ import (
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
 // Reservation statuses.
@@ -82,7 +83,7 @@ func (s *Service) reserveWith(ctx context.Context, tx pgx.Tx, ev consumer.Event,
 		total += p.PriceCents * int64(it.Quantity)
 	}
 	linesJSON, _ := json.Marshal(lines) // plain structs: cannot fail
-	if _, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, status, lines, total_cents) VALUES ($1, $2, $3, $4)`,
+	if _, err := postgres.Later(tx).Exec(ctx, `INSERT INTO reservations (order_id, status, lines, total_cents) VALUES ($1, $2, $3, $4)`,
 		placed.OrderID, Reserved, linesJSON, total); err != nil {
 		return fmt.Errorf("record reservation %s: %w", placed.OrderID, err)
 	}
@@ -94,7 +95,7 @@ func (s *Service) reserveWith(ctx context.Context, tx pgx.Tx, ev consumer.Event,
 }
 
 func (s *Service) reject(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID, reason, sku string) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, status, reason) VALUES ($1, $2, $3)`, orderID, Rejected, reason+": "+sku); err != nil {
+	if _, err := postgres.Later(tx).Exec(ctx, `INSERT INTO reservations (order_id, status, reason) VALUES ($1, $2, $3)`, orderID, Rejected, reason+": "+sku); err != nil {
 		return fmt.Errorf("record rejection %s: %w", orderID, err)
 	}
 	return s.emit.Emit(ctx, tx, ev.Envelope, events.StockRejected{OrderID: orderID, Reason: reason, SKU: sku})
@@ -125,7 +126,7 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, ev consumer.Event, stat
 	if errors.Is(err, pgx.ErrNoRows) && status == Released {
 		// The failure arrived before order.placed was applied (say it was dead-lettered and is redriven
 		// later): leave a tombstone so that it reserves nothing when it comes.
-		if _, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, status, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		if _, err := postgres.Later(tx).Exec(ctx, `INSERT INTO reservations (order_id, status, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
 			orderID, Released, "released before it was reserved: "+ev.Type); err != nil {
 			return fmt.Errorf("record release of %s: %w", orderID, err)
 		}
@@ -141,7 +142,7 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, ev consumer.Event, stat
 	if err := json.Unmarshal(linesJSON, &lines); err != nil {
 		return consumer.Permanent(fmt.Errorf("reservation %s has unreadable lines: %w", orderID, err))
 	}
-	if _, err := tx.Exec(ctx, `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1`, orderID, status); err != nil {
+	if _, err := postgres.Later(tx).Exec(ctx, `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1`, orderID, status); err != nil {
 		return fmt.Errorf("mark reservation %s %s: %w", orderID, status, err)
 	}
 	return withMoves(ctx, tx, func(m moves) error {

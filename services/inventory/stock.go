@@ -11,6 +11,7 @@ import (
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
 // Stock moves are deferred to the end of a batch. A product's row is shared by every order that buys it,
@@ -78,7 +79,7 @@ func (m moves) apply(ctx context.Context, tx pgx.Tx) error {
 		mv := m[sku]
 		ds[i], dr[i], do[i] = int32(mv.stock), int32(mv.reserved), int32(mv.sold)
 	}
-	_, err = tx.Exec(ctx, `UPDATE products p SET stock = p.stock + d.s, reserved = p.reserved + d.r, sold = p.sold + d.o, updated_at = now()
+	_, err = postgres.Later(tx).Exec(ctx, `UPDATE products p SET stock = p.stock + d.s, reserved = p.reserved + d.r, sold = p.sold + d.o, updated_at = now()
 		FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) AS d(sku, s, r, o) WHERE p.sku = d.sku`, skus, ds, dr, do)
 	if err != nil {
 		return fmt.Errorf("move stock of %d products: %w", len(skus), err)

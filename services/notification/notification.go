@@ -24,6 +24,7 @@ import (
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/host"
+	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/outbox"
 	"github.com/choreo-dev/choreo/sagas"
 )
@@ -103,7 +104,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) rememberCustomer(ctx context.Context, tx pgx.Tx, _ consumer.Event, p events.OrderPlaced) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO customers (order_id, customer_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.OrderID, p.CustomerID); err != nil {
+	if _, err := postgres.Later(tx).Exec(ctx, `INSERT INTO customers (order_id, customer_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.OrderID, p.CustomerID); err != nil {
 		return fmt.Errorf("remember customer of %s: %w", p.OrderID, err)
 	}
 	return nil
@@ -198,7 +199,7 @@ func keepContact(ctx context.Context, tx pgx.Tx, ev consumer.Event, customer, em
 	if err := lockCustomer(ctx, tx, customer); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO contacts (customer_id, email, name, updated_at) VALUES ($1, $2, $3, $4)
+	_, err := postgres.Later(tx).Exec(ctx, `INSERT INTO contacts (customer_id, email, name, updated_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (customer_id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name, updated_at = EXCLUDED.updated_at
 		WHERE contacts.updated_at <= EXCLUDED.updated_at`, customer, email, name, ev.Time)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/postgres"
 	"github.com/choreo-dev/choreo/internal/retry"
 )
 
@@ -52,7 +53,7 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, id uuid.UUID, status, r
 	if current != Pending {
 		return nil, nil
 	}
-	if _, err := tx.Exec(ctx, `UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1`, id, status, reason); err != nil {
+	if _, err := postgres.Later(tx).Exec(ctx, `UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1`, id, status, reason); err != nil {
 		return nil, fmt.Errorf("settle order %s: %w", id, err)
 	}
 	var outcome events.Payload = events.OrderConfirmed{OrderID: id.String()}

@@ -131,7 +131,7 @@ func (s *Service) onApproved(ctx context.Context, tx pgx.Tx, ev consumer.Event, 
 
 // onCreditLimit keeps the customer's limit; a redelivered older limit does not replace a newer one.
 func (s *Service) onCreditLimit(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.CustomerCreditLimitSet) error {
-	_, err := tx.Exec(ctx, `INSERT INTO customer_limits (customer_id, limit_cents, set_at) VALUES ($1, $2, $3)
+	_, err := postgres.Later(tx).Exec(ctx, `INSERT INTO customer_limits (customer_id, limit_cents, set_at) VALUES ($1, $2, $3)
 		ON CONFLICT (customer_id) DO UPDATE SET limit_cents = EXCLUDED.limit_cents, set_at = EXCLUDED.set_at
 		WHERE customer_limits.set_at IS NULL OR customer_limits.set_at <= EXCLUDED.set_at`, p.CustomerID, p.LimitCents, ev.Time)
 	if err != nil {
@@ -158,7 +158,7 @@ func (s *Service) authorize(ctx context.Context, tx pgx.Tx, ev consumer.Event, o
 		reason = "limit_exceeded"
 	}
 	if reason != "" {
-		if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'DECLINED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
+		if _, err := postgres.Later(tx).Exec(ctx, `UPDATE payments SET status = 'DECLINED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
 			return fmt.Errorf("decline %s: %w", orderID, err)
 		}
 		return s.emit.Emit(ctx, tx, ev.Envelope, events.PaymentDeclined{OrderID: orderID, Reason: reason})
@@ -167,7 +167,7 @@ func (s *Service) authorize(ctx context.Context, tx pgx.Tx, ev consumer.Event, o
 	if err != nil {
 		return fmt.Errorf("payment id: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'AUTHORIZED', payment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
+	if _, err := postgres.Later(tx).Exec(ctx, `UPDATE payments SET status = 'AUTHORIZED', payment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
 		return fmt.Errorf("authorize %s: %w", orderID, err)
 	}
 	return s.emit.Emit(ctx, tx, ev.Envelope, events.PaymentAuthorized{OrderID: orderID, PaymentID: id.String(), AmountCents: *st.AmountCents})
@@ -184,13 +184,13 @@ func (s *Service) refund(ctx context.Context, tx pgx.Tx, ev consumer.Event) erro
 	}
 	switch st.Status {
 	case Waiting:
-		_, err := tx.Exec(ctx, `UPDATE payments SET status = 'CANCELLED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, ev.Type)
+		_, err := postgres.Later(tx).Exec(ctx, `UPDATE payments SET status = 'CANCELLED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, ev.Type)
 		if err != nil {
 			return fmt.Errorf("cancel payment %s: %w", orderID, err)
 		}
 		return nil
 	case Authorized:
-		if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'REFUNDED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, ev.Type); err != nil {
+		if _, err := postgres.Later(tx).Exec(ctx, `UPDATE payments SET status = 'REFUNDED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, ev.Type); err != nil {
 			return fmt.Errorf("refund %s: %w", orderID, err)
 		}
 		return s.emit.Emit(ctx, tx, ev.Envelope,

@@ -121,7 +121,7 @@ func (s *Service) schedule(ctx context.Context, tx pgx.Tx, ev consumer.Event, or
 	}
 	if addr.Country == NeverSupported || !slices.Contains(s.cfg.Countries, addr.Country) {
 		reason := "unsupported_country: " + addr.Country
-		if _, err := tx.Exec(ctx, `UPDATE shipments SET status = 'FAILED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
+		if _, err := postgres.Later(tx).Exec(ctx, `UPDATE shipments SET status = 'FAILED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
 			return fmt.Errorf("fail shipment %s: %w", orderID, err)
 		}
 		return s.emit.Emit(ctx, tx, ev.Envelope, events.ShipmentFailed{OrderID: orderID, Reason: reason})
@@ -130,7 +130,7 @@ func (s *Service) schedule(ctx context.Context, tx pgx.Tx, ev consumer.Event, or
 	if err != nil {
 		return fmt.Errorf("shipment id: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE shipments SET status = 'SCHEDULED', shipment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
+	if _, err := postgres.Later(tx).Exec(ctx, `UPDATE shipments SET status = 'SCHEDULED', shipment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
 		return fmt.Errorf("schedule shipment %s: %w", orderID, err)
 	}
 	return s.emit.Emit(ctx, tx, ev.Envelope, events.ShipmentScheduled{OrderID: orderID, ShipmentID: id.String()})
@@ -147,7 +147,7 @@ func (s *Service) cancel(ctx context.Context, tx pgx.Tx, ev consumer.Event) erro
 	if st.Status != Waiting && st.Status != Scheduled {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, `UPDATE shipments SET status = 'CANCELLED', reason = 'order cancelled', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
+	if _, err := postgres.Later(tx).Exec(ctx, `UPDATE shipments SET status = 'CANCELLED', reason = 'order cancelled', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
 		return fmt.Errorf("cancel shipment %s: %w", orderID, err)
 	}
 	if st.Status == Waiting {
