@@ -231,13 +231,17 @@ func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (i
 	if isolate < 0 { // no savepoint to roll back: the batch's new events go out in one statement at its end
 		ctx = outbox.Deferred(ctx, tx)
 	}
+	// Without savepoints, handlers' writes may be held back for the next round trip (postgres.Later), where
+	// a failure is still the handler's: each event owns what its handler held back (the batch's own
+	// statements, before and after the handlers, are nobody's).
+	held, _ := tx.(*postgres.Tx)
+	if held != nil {
+		held.Own(-1)
+	}
 	ctx, err = w.beginScope(ctx, tx, batch)
 	if err != nil {
-		return 0, err
+		return 0, blame(err, -1)
 	}
-	// Without savepoints, handlers' writes may be held back for the next round trip (postgres.Later), where
-	// a failure is still the handler's: each event owns what its handler held back.
-	held, _ := tx.(*postgres.Tx)
 	var outcomes [parked + 1]uint64
 	applied := 0
 	var stop error

@@ -164,11 +164,21 @@ func (t *Tx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []strin
 	return t.conn.CopyFrom(ctx, table, columns, src)
 }
 
+// SendBatch sends the statements held back first, in the same round trip, and reads their results before
+// it returns: the results left are b's.
 func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	if err := t.flush(ctx); err != nil {
-		return errBatch{err}
+	if t.later.Len() == 0 {
+		return t.conn.SendBatch(ctx, b)
 	}
-	return t.conn.SendBatch(ctx, b)
+	held, owners := t.takeLater()
+	br := t.conn.SendBatch(ctx, &pgx.Batch{QueuedQueries: append(held, b.QueuedQueries...)})
+	for i := range held {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return errBatch{&HeldBackError{Owner: owners[i], SQL: held[i].SQL, Err: err}}
+		}
+	}
+	return br
 }
 
 // errBatch is the results of a batch that could not be sent.
@@ -197,18 +207,82 @@ func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandT
 	return t.conn.Exec(ctx, sql, args...)
 }
 
+// Query sends the statements held back and sql in one round trip.
 func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if err := t.flush(ctx); err != nil {
+	if t.later.Len() == 0 {
+		return t.conn.Query(ctx, sql, args...)
+	}
+	b := &pgx.Batch{}
+	b.Queue(sql, args...)
+	br := t.SendBatch(ctx, b) // reads the held-back statements' results
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
 		return nil, err
 	}
-	return t.conn.Query(ctx, sql, args...)
+	return &batchRows{Rows: rows, br: br}, nil
 }
 
 func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if err := t.flush(ctx); err != nil {
+	if t.later.Len() == 0 {
+		return t.conn.QueryRow(ctx, sql, args...)
+	}
+	rows, err := t.Query(ctx, sql, args...)
+	if err != nil {
 		return errRow{err}
 	}
-	return t.conn.QueryRow(ctx, sql, args...)
+	return batchRow{rows}
+}
+
+// batchRows are the rows of the last query of a batch: closing them (as reading past the last row does)
+// closes the batch.
+type batchRows struct {
+	pgx.Rows
+	br  pgx.BatchResults
+	err error
+}
+
+func (r *batchRows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.Close()
+	return false
+}
+
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	if r.br != nil {
+		if err := r.br.Close(); err != nil && r.err == nil {
+			r.err = err
+		}
+		r.br = nil
+	}
+}
+
+func (r *batchRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	return r.err
+}
+
+// batchRow is the single row of batchRows, as pgx.Conn.QueryRow returns one.
+type batchRow struct{ rows pgx.Rows }
+
+func (r batchRow) Scan(dest ...any) error {
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		if err := r.rows.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	if err := r.rows.Scan(dest...); err != nil {
+		return err
+	}
+	r.rows.Close()
+	return r.rows.Err()
 }
 
 // errRow is a row whose query could not be sent.

@@ -145,11 +145,26 @@ func TestTxLaterStatementsGoWithTheNextRoundTrip(t *testing.T) {
 		t.Fatalf("exec after a held-back insert: %v, %v", tag, err)
 	}
 	later(tx, 5)
+	// A batch carries them too, and its results are its own statements'.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT count(*) FROM t`)
+	br := tx.SendBatch(ctx, b)
+	var n int
+	if err := br.QueryRow().Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if err := br.Close(); err != nil || n != 5 {
+		t.Fatalf("a batch after a held-back insert: first result %d (want 5: the batch's own count), %v", n, err)
+	}
+	later(tx, 6)
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 6 {
+		t.Fatalf("a row query after a held-back insert: count %d, %v; want 6", n, err)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := rows(pool); !slices.Equal(got, []int{1, 2, 3, 4, 5}) {
-		t.Fatalf("after commit: %v, want 1 to 5", got)
+	if got := rows(pool); !slices.Equal(got, []int{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("after commit: %v, want 1 to 6", got)
 	}
 
 	// A held-back statement that fails fails the commit that carried it: nothing of the transaction stays.
@@ -158,7 +173,7 @@ func TestTxLaterStatementsGoWithTheNextRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	tx.Own(7)
-	later(tx, 6)
+	later(tx, 7)
 	tx.Own(8)
 	later(tx, 1)
 	var hb *postgres.HeldBackError
@@ -175,6 +190,17 @@ func TestTxLaterStatementsGoWithTheNextRoundTrip(t *testing.T) {
 		t.Fatal("the statement after a failing held-back one succeeded")
 	}
 	_ = tx.Rollback(ctx)
+	// ... or the query that carried it.
+	tx, err = postgres.BeginWith(ctx, pool, &pgx.Batch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Own(3)
+	later(tx, 2)
+	if err := tx.QueryRow(ctx, `SELECT 1`).Scan(&n); !errors.As(err, &hb) || hb.Owner != 3 {
+		t.Fatalf("a row query after a failing held-back statement: %v, want a HeldBackError of owner 3", err)
+	}
+	_ = tx.Rollback(ctx)
 	// A rollback drops what was held back.
 	tx, err = postgres.BeginWith(ctx, pool, &pgx.Batch{})
 	if err != nil {
@@ -184,8 +210,8 @@ func TestTxLaterStatementsGoWithTheNextRoundTrip(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := rows(pool); !slices.Equal(got, []int{1, 2, 3, 4, 5}) {
-		t.Fatalf("after the failed and rolled back transactions: %v, want 1 to 5", got)
+	if got := rows(pool); !slices.Equal(got, []int{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("after the failed and rolled back transactions: %v, want 1 to 6", got)
 	}
 
 	// On a pgx transaction (no holding back) Later runs the statement at once.

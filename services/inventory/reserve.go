@@ -38,32 +38,39 @@ func (s *Service) reserve(ctx context.Context, tx pgx.Tx, ev consumer.Event, pla
 // reserveWith decides against the stock as read, less what the batch's moves m already hold, and adds the
 // reservation to m last, once nothing else can fail.
 func (s *Service) reserveWith(ctx context.Context, tx pgx.Tx, ev consumer.Event, placed events.OrderPlaced, m moves) error {
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM reservations WHERE order_id = $1)`, placed.OrderID).Scan(&exists); err != nil {
-		return fmt.Errorf("look up reservation %s: %w", placed.OrderID, err)
-	}
-	if exists { // decided before (a replay after the inbox was cleaned)
-		return nil
-	}
 	items := slices.Clone(placed.Items)
 	slices.SortFunc(items, func(a, b events.Item) int { return cmp.Compare(a.SKU, b.SKU) })
 	skus := make([]string, len(items))
 	for i, it := range items {
 		skus[i] = it.SKU
 	}
-	// No lock: the batch checks its moves against locked rows when it finishes (see stock.go).
-	rows, err := tx.Query(ctx, `SELECT sku, price_cents, stock FROM products WHERE sku = ANY($1)`, skus)
-	if err != nil {
-		return fmt.Errorf("read products for %s: %w", placed.OrderID, err)
-	}
 	type product struct {
 		SKU        string
 		PriceCents int64
 		Stock      int
 	}
-	products, err := pgx.CollectRows(rows, pgx.RowToStructByPos[product])
-	if err != nil {
-		return fmt.Errorf("read products for %s: %w", placed.OrderID, err)
+	// One round trip for both reads. No lock on the products: the batch checks its moves against locked
+	// rows when it finishes (see stock.go).
+	var exists bool
+	var products []product
+	b := &pgx.Batch{}
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM reservations WHERE order_id = $1)`, placed.OrderID).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&exists); err != nil {
+			return fmt.Errorf("look up reservation %s: %w", placed.OrderID, err)
+		}
+		return nil
+	})
+	b.Queue(`SELECT sku, price_cents, stock FROM products WHERE sku = ANY($1)`, skus).Query(func(rows pgx.Rows) (err error) {
+		if products, err = pgx.CollectRows(rows, pgx.RowToStructByPos[product]); err != nil {
+			return fmt.Errorf("read products for %s: %w", placed.OrderID, err)
+		}
+		return nil
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	if exists { // decided before (a replay after the inbox was cleaned)
+		return nil
 	}
 	bySKU := map[string]product{}
 	for _, p := range products {

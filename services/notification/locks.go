@@ -10,6 +10,7 @@ import (
 
 	"github.com/choreo-dev/choreo/consumer"
 	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
 // customerLocks is the notification service's consumer.BatchScope. An outcome (from the order topic) and
@@ -51,8 +52,9 @@ func (customerLocks) Begin(ctx context.Context, tx pgx.Tx, evs []consumer.Event)
 		return ctx, nil
 	}
 	// Sorted by the lock key itself (two customers could share one), and OFFSET 0 keeps the sorted subquery
-	// from being flattened: the locks are taken in its order.
-	_, err := tx.Exec(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM (
+	// from being flattened: the locks are taken in its order, in the round trip of the first handler's
+	// statement, before it (postgres.Later).
+	_, err := postgres.Later(tx).Exec(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM (
 		SELECT DISTINCT hashtextextended('notification.customer:' || c, 0) AS k FROM unnest($1::text[]) AS c ORDER BY k OFFSET 0) AS sorted`,
 		slices.Collect(maps.Keys(customers)))
 	if err != nil {

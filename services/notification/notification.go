@@ -211,8 +211,10 @@ func keepContact(ctx context.Context, tx pgx.Tx, ev consumer.Event, customer, em
 // lockCustomer serializes, per customer, recording an outcome and learning the address: they come from
 // different topics, so in parallel transactions; without the lock an outcome could miss the address
 // committed beside it and wait for a registration that has already been handled.
+//
+// The lock is held back (postgres.Later) and taken in the round trip of the next statement, before it.
 func lockCustomer(ctx context.Context, tx pgx.Tx, customer string) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('notification.customer:' || $1, 0))`, customer); err != nil {
+	if _, err := postgres.Later(tx).Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('notification.customer:' || $1, 0))`, customer); err != nil {
 		return fmt.Errorf("lock customer %s: %w", customer, err)
 	}
 	return nil

@@ -96,9 +96,12 @@ type state struct {
 	AmountCents *int64
 	PaymentID   *uuid.UUID
 	Approved    bool
+	LimitCents  *int64 // the customer's credit limit, if one was set
 }
 
-const returning = ` RETURNING status, customer_id, token, amount_cents, payment_id, customer_approved`
+// returning reads the row back with the customer's limit, which authorize needs: no query of its own.
+const returning = ` RETURNING status, customer_id, token, amount_cents, payment_id, customer_approved,
+	(SELECT limit_cents FROM customer_limits l WHERE l.customer_id = payments.customer_id)`
 
 func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.OrderPlaced) error {
 	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, customer_id, token, status) VALUES ($1, $2, $3, 'WAITING')
@@ -146,9 +149,8 @@ func (s *Service) authorize(ctx context.Context, tx pgx.Tx, ev consumer.Event, o
 		return nil
 	}
 	limit := s.cfg.DefaultLimitCents
-	err := tx.QueryRow(ctx, `SELECT limit_cents FROM customer_limits WHERE customer_id = $1`, *st.CustomerID).Scan(&limit)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("read limit of %s: %w", *st.CustomerID, err)
+	if st.LimitCents != nil {
+		limit = *st.LimitCents
 	}
 	reason := ""
 	switch {
