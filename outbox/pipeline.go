@@ -69,12 +69,13 @@ func (r *Relay) pipeline(stopCtx, workCtx context.Context, wake <-chan struct{})
 }
 
 // ackedRows are the rows Kafka acknowledged, waiting to be deleted. While the read stage runs it deletes
-// them in the round trip of its next read (and reads at once when some wait and it is idle); once it has
-// stopped, the delete stage deletes them itself.
+// them in the round trip of a read, once they are deleteAge old (and reads for them when it has been idle
+// for deleteDelay); once it has stopped, the delete stage deletes them itself.
 type ackedRows struct {
 	mu      sync.Mutex
 	ids     []int64
 	batches int
+	first   time.Time     // when the oldest of ids was added
 	stopped bool          // the read stage no longer takes them
 	ready   chan struct{} // signalled when rows were added for the read stage
 }
@@ -85,6 +86,9 @@ func newAckedRows() *ackedRows { return &ackedRows{ready: make(chan struct{}, 1)
 func (a *ackedRows) add(b batch) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if len(a.ids) == 0 {
+		a.first = time.Now()
+	}
 	a.ids = appendIDs(a.ids, b)
 	a.batches++
 	if a.stopped {
@@ -97,10 +101,14 @@ func (a *ackedRows) add(b batch) bool {
 	return true
 }
 
-// take returns the rows waiting and the number of batches they came in, and forgets them.
-func (a *ackedRows) take() ([]int64, int) {
+// take returns the rows waiting and the number of batches they came in, and forgets them. With a minimum
+// age, rows younger than that stay (none are taken).
+func (a *ackedRows) take(age time.Duration) ([]int64, int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if len(a.ids) == 0 || time.Since(a.first) < age {
+		return nil, 0
+	}
 	ids, n := a.ids, a.batches
 	a.ids, a.batches = nil, 0
 	return ids, n
@@ -110,6 +118,9 @@ func (a *ackedRows) take() ([]int64, int) {
 func (a *ackedRows) putBack(ids []int64, batches int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if len(a.ids) == 0 {
+		a.first = time.Now()
+	}
 	a.ids = append(a.ids, ids...)
 	a.batches += batches
 }
@@ -160,11 +171,12 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		var recs []Record
 		var more bool
 		var err error
-		del, delBatches := acked.take()
+		var finish func() error
+		del, delBatches := acked.take(deleteAge)
 		if streaming {
-			recs, more, err = r.read(stopCtx, del, readAfterSQL, cursor)
+			recs, more, finish, err = r.read(stopCtx, del, readAfterSQL, cursor)
 		} else {
-			recs, more, err = r.read(stopCtx, del, readSkippingSQL, flying.list())
+			recs, more, finish, err = r.read(stopCtx, del, readSkippingSQL, flying.list())
 			lastScan = time.Now()
 		}
 		if err != nil {
@@ -182,17 +194,31 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			continue
 		}
 		attempt = 0
-		if len(del) > 0 {
+		// The batch goes to the publisher before the deletes that came with it end, if it is free; never
+		// does a delete's transaction stay open while the reader waits for it.
+		sent := len(recs) == 0
+		if !sent {
+			flying.add(recs)
+			cursor = max(cursor, recs[len(recs)-1].ID)
+			select {
+			case out <- batch{records: recs}:
+				sent = true
+			default:
+			}
+		}
+		if err := finish(); err != nil {
+			acked.putBack(del, delBatches) // the rows read are good: only the delete is tried again
+			r.retries.Add(1)
+			r.log.Warn().Err(err).Int("rows", len(del)).Msg("delete published outbox rows failed; retrying with the next read")
+		} else if len(del) > 0 {
 			r.deleted(del, delBatches, flying)
 		}
-		if len(recs) > 0 {
-			flying.add(recs)
+		if !sent {
 			select {
 			case out <- batch{records: recs}:
 			case <-workCtx.Done():
 				return
 			}
-			cursor = max(cursor, recs[len(recs)-1].ID)
 		}
 		if more {
 			// A backlog: read on without waiting, and let writers stop notifying meanwhile.
@@ -308,6 +334,21 @@ const (
 	readSkippingSQL = `SELECT ` + readColumns + ` FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
 )
 
+// queueDelete begins a batch that deletes the published rows ids in a transaction whose commit does not
+// wait for the WAL flush: a delete lost in a crash only publishes its rows again (consumers skip
+// duplicates), and a relay read that carries deletes returns its rows without waiting for the disk. The
+// caller adds its statements and COMMIT.
+func queueDelete(ids []int64) *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue("begin")
+	b.Queue(asyncCommitSQL)
+	b.Queue(deleteSQL, ids)
+	return b
+}
+
+// asyncCommitSQL makes the transaction's commit not wait for the WAL flush.
+const asyncCommitSQL = `SELECT set_config('synchronous_commit', 'off', true)`
+
 const (
 	// deleteSQL deletes published rows.
 	deleteSQL = `DELETE FROM outbox WHERE id = ANY($1)`
@@ -316,32 +357,38 @@ const (
 	// of its own; meanwhile the rows are in flight, not read again, and only a crash republishes them
 	// (consumers skip duplicates).
 	deleteDelay = 50 * time.Millisecond
+	// deleteAge is how old acknowledged rows are before a read carries their delete: the reads in between
+	// stay single statements, and the rows of several batches share one delete.
+	deleteAge = 10 * time.Millisecond
 )
 
-// read deletes the rows del (published ones) and returns the next batch and whether more rows wait behind
-// it (the batch was cut by count or bytes), in one round trip and one transaction: on an error neither
-// happened.
-func (r *Relay) read(ctx context.Context, del []int64, sql string, arg any) (recs []Record, more bool, err error) {
+// read returns the next batch and whether more rows wait behind it (the batch was cut by count or bytes).
+// With del (published rows), the same round trip deletes them, after the read and in a transaction of its
+// own (queueDelete), whose end finish waits for: the caller hands the batch on first. finish reports
+// whether they were deleted; the rows read are good either way.
+func (r *Relay) read(ctx context.Context, del []int64, sql string, arg any) (recs []Record, more bool, finish func() error, err error) {
+	finish = func() error { return nil }
 	var rows pgx.Rows
 	if len(del) == 0 {
 		rows, err = r.pool.Query(ctx, sql, arg, r.cfg.batchSize)
 	} else {
 		b := &pgx.Batch{}
-		b.Queue(deleteSQL, del)
+		b.Queue("begin")
+		b.Queue(asyncCommitSQL)
 		b.Queue(sql, arg, r.cfg.batchSize)
+		b.Queue(deleteSQL, del)
+		b.Queue("commit")
 		br := r.pool.SendBatch(ctx, b)
-		defer func() {
-			if cerr := br.Close(); cerr != nil && err == nil {
-				recs, more, err = nil, false, fmt.Errorf("delete published outbox rows and read: %w", cerr)
+		finish = br.Close
+		if _, err = br.Exec(); err == nil {
+			if _, err = br.Exec(); err == nil {
+				rows, err = br.Query()
 			}
-		}()
-		if _, err := br.Exec(); err != nil {
-			return nil, false, fmt.Errorf("delete %d published outbox rows: %w", len(del), err)
 		}
-		rows, err = br.Query()
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("read outbox: %w", err)
+		_ = finish()
+		return nil, false, nil, fmt.Errorf("read outbox: %w", err)
 	}
 	recs = make([]Record, 0, min(r.cfg.batchSize, 16)) // grown as rows come: most reads under a trickle find one or two
 	size := 0
@@ -352,12 +399,14 @@ func (r *Relay) read(ctx context.Context, del []int64, sql string, arg any) (rec
 		var legacy []byte
 		if err := rows.Scan(&rec.ID, &rec.Message.Topic, &rec.Message.Key, &keys, &values, &legacy, &rec.Message.Value, &rec.CreatedAt); err != nil {
 			rows.Close()
-			return nil, false, fmt.Errorf("scan outbox row: %w", err)
+			_ = finish()
+			return nil, false, nil, fmt.Errorf("scan outbox row: %w", err)
 		}
 		hs, err := headersOf(keys, values, legacy)
 		if err != nil {
 			rows.Close()
-			return nil, false, fmt.Errorf("headers of outbox row %d: %w", rec.ID, err)
+			_ = finish()
+			return nil, false, nil, fmt.Errorf("headers of outbox row %d: %w", rec.ID, err)
 		}
 		rec.Message.Headers = hs
 		// Stop at MaxBatchBytes so that no partition needs two produce requests (see MaxBatchBytes); the
@@ -370,9 +419,10 @@ func (r *Relay) read(ctx context.Context, del []int64, sql string, arg any) (rec
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("read outbox: %w", err)
+		_ = finish()
+		return nil, false, nil, fmt.Errorf("read outbox: %w", err)
 	}
-	return recs, more || len(recs) == r.cfg.batchSize, nil
+	return recs, more || len(recs) == r.cfg.batchSize, finish, nil
 }
 
 // headersOf builds a row's Kafka headers from its arrays, or from the JSON of a row written by the
@@ -439,11 +489,15 @@ func (r *Relay) deleteStage(ctx context.Context, in <-chan batch, acked *ackedRo
 
 // deleteAcked deletes the acknowledged rows waiting, retrying until it succeeds or ctx ends.
 func (r *Relay) deleteAcked(ctx context.Context, acked *ackedRows, flying *inflight) {
-	ids, n := acked.take()
+	ids, n := acked.take(0)
 	if len(ids) == 0 {
 		return
 	}
-	del := func() error { _, err := r.pool.Exec(ctx, deleteSQL, ids); return err }
+	del := func() error {
+		b := queueDelete(ids)
+		b.Queue("commit")
+		return r.pool.SendBatch(ctx, b).Close()
+	}
 	if r.untilDone(ctx, "delete published outbox rows", len(ids), ids[0], del) {
 		r.deleted(ids, n, flying)
 	}
