@@ -15,20 +15,27 @@ import (
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
 )
 
+// onePoolWithTable returns a pool of one connection (one left in a transaction would be destroyed, or block
+// the next Acquire) to a database with an empty table t (n int PRIMARY KEY).
+func onePoolWithTable(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := postgres.Connect(t.Context(), testenv.DatabaseURL(t), func(c *pgxpool.Config) { c.MaxConns = 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(t.Context(), `CREATE TABLE t (n int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
 // TestTxBeginsAndCommitsWithItsStatements: the statements sent with BEGIN and COMMIT run inside the
 // transaction, their callbacks see their results, a savepoint rolls back alone, and what a failed
 // transaction wrote is gone, with its connection back in the pool and usable.
 func TestTxBeginsAndCommitsWithItsStatements(t *testing.T) {
 	ctx := context.Background()
-	// One connection: one left in a transaction would be destroyed, or block the next Acquire.
-	pool, err := postgres.Connect(ctx, testenv.DatabaseURL(t), func(c *pgxpool.Config) { c.MaxConns = 1 })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE TABLE t (n int PRIMARY KEY)`); err != nil {
-		t.Fatal(err)
-	}
+	pool := onePoolWithTable(t)
 	count := func() (n int) {
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -104,14 +111,7 @@ func TestTxBeginsAndCommitsWithItsStatements(t *testing.T) {
 // leaves nothing behind; a rollback drops them; on a pgx transaction Later runs them at once.
 func TestTxLaterStatementsGoWithTheNextRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	pool, err := postgres.Connect(ctx, testenv.DatabaseURL(t), func(c *pgxpool.Config) { c.MaxConns = 1 })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE TABLE t (n int PRIMARY KEY)`); err != nil {
-		t.Fatal(err)
-	}
+	pool := onePoolWithTable(t)
 	rows := func(q interface {
 		Query(context.Context, string, ...any) (pgx.Rows, error)
 	}) (ns []int) {
