@@ -14,7 +14,8 @@ import (
 // COMMIT may carry its last ones (CommitWith): a short transaction costs two round trips fewer than with
 // pool.Begin, which waits for BEGIN, and Commit, which waits for COMMIT alone. pgx cannot adopt a
 // transaction begun in a batch, hence this type; it commits or rolls back on its pooled connection and
-// then releases it. Savepoints (Begin) work; LargeObjects does not.
+// then releases it. Savepoints (Begin) work; LargeObjects does not. Statements whose result the caller
+// does not need can be held back (Later) to travel with the next statement, query or COMMIT.
 type Tx struct {
 	conn       *pgxpool.Conn
 	closed     bool
