@@ -155,6 +155,8 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 	}
 	var cursor int64
 	streaming := false
+	backlog := false      // the last read was full
+	var suspects []string // transactions in progress at the last read (see readAfterSQL)
 	// The flag goes up first: a relay that stopped while streaming may have left it down. Writers in
 	// progress then may have seen it down (unsure): they are waited for like those of any raise below.
 	announced := r.setWaiting(stopCtx, true) == nil
@@ -173,13 +175,16 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		var err error
 		var finish func() error
 		del, delBatches := acked.take(deleteAge)
+		q := readQuery{sql: readSkippingSQL, wantSuspects: backlog} // a backlog may go on: a cursor read may follow
 		if streaming {
-			recs, more, finish, err = r.read(stopCtx, del, readAfterSQL, cursor)
+			q = readQuery{sql: readAfterSQL, arg: cursor, suspects: suspects, wantSuspects: true}
 		} else {
-			recs, more, finish, err = r.read(stopCtx, del, readSkippingSQL, flying.list())
+			q.arg = flying.list()
 			lastScan = time.Now()
 		}
+		recs, more, suspects, finish, err = r.read(stopCtx, del, q)
 		if err != nil {
+			backlog = false
 			acked.putBack(del, delBatches)
 			if stopCtx.Err() != nil {
 				return
@@ -220,12 +225,14 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 				return
 			}
 		}
+		backlog = more
 		if more {
-			// A backlog: read on without waiting, and let writers stop notifying meanwhile.
+			// A backlog: read on without waiting, and let writers stop notifying meanwhile. Cursor reads
+			// need the suspects of the read before them: the first full batch is followed by a scan.
 			if announced && r.setWaiting(stopCtx, false) == nil {
 				announced = false
 			}
-			streaming = time.Since(lastScan) < r.cfg.rescanEvery
+			streaming = q.wantSuspects && time.Since(lastScan) < r.cfg.rescanEvery
 			continue
 		}
 		streaming = false
@@ -328,11 +335,28 @@ func (r *Relay) stillInProgress(ctx context.Context, xids []string) []string {
 }
 
 // Postgres 14+ hashes the array of a "<> ALL" with a parameter, so skipping in-flight ids stays cheap.
+//
+// A cursor read (id > the last id read) would miss a row that a transaction in progress at the last read
+// had taken an id below the cursor for and commits later: such a transaction is a suspect, and its key's
+// next row, committed after it, could otherwise be published first. So the last read also returns the
+// transactions in progress at its snapshot (suspectsSQL, in the same repeatable-read transaction), and
+// the cursor read returns nothing once one of them has committed: the relay then rescans from the
+// lowest id, where the late row comes before its key's next one.
 const (
 	readColumns     = `id, topic, key, header_keys, header_values, CASE WHEN header_keys IS NULL THEN headers END, value, created_at`
-	readAfterSQL    = `SELECT ` + readColumns + ` FROM outbox WHERE id > $1 ORDER BY id LIMIT $2`
+	readAfterSQL    = `SELECT ` + readColumns + ` FROM outbox WHERE id > $1 AND NOT EXISTS (SELECT FROM unnest($3::xid8[]) AS x WHERE pg_xact_status(x) IS DISTINCT FROM 'in progress' AND pg_xact_status(x) IS DISTINCT FROM 'aborted') ORDER BY id LIMIT $2`
 	readSkippingSQL = `SELECT ` + readColumns + ` FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
+	suspectsSQL     = `SELECT ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x)`
 )
+
+// readQuery is one read of the outbox: sql with arg (and suspects, for a cursor read), and whether to
+// return the transactions in progress at its snapshot (the suspects of a cursor read that follows).
+type readQuery struct {
+	sql          string
+	arg          any
+	suspects     []string
+	wantSuspects bool
+}
 
 // queueDelete begins a batch that deletes the published rows ids in a transaction whose commit does not
 // wait for the WAL flush: a delete lost in a crash only publishes its rows again (consumers skip
@@ -362,33 +386,49 @@ const (
 	deleteAge = 10 * time.Millisecond
 )
 
-// read returns the next batch and whether more rows wait behind it (the batch was cut by count or bytes).
-// With del (published rows), the same round trip deletes them, after the read and in a transaction of its
-// own (queueDelete), whose end finish waits for: the caller hands the batch on first. finish reports
-// whether they were deleted; the rows read are good either way.
-func (r *Relay) read(ctx context.Context, del []int64, sql string, arg any) (recs []Record, more bool, finish func() error, err error) {
+// read returns the next batch and whether more rows wait behind it (the batch was cut by count or bytes),
+// and, if q wants them, the transactions in progress at its snapshot. With del (published rows), the same
+// round trip deletes them, after the read and in the read's transaction, which does not wait for the WAL
+// flush (queueDelete); its end is what finish waits for: the caller hands the batch on first. finish
+// reports whether they were deleted; the rows read are good either way.
+func (r *Relay) read(ctx context.Context, del []int64, q readQuery) (recs []Record, more bool, suspects []string, finish func() error, err error) {
 	finish = func() error { return nil }
+	args := []any{q.arg, r.cfg.batchSize}
+	if q.sql == readAfterSQL {
+		args = append(args, q.suspects)
+	}
 	var rows pgx.Rows
-	if len(del) == 0 {
-		rows, err = r.pool.Query(ctx, sql, arg, r.cfg.batchSize)
+	var br pgx.BatchResults
+	if len(del) == 0 && !q.wantSuspects {
+		rows, err = r.pool.Query(ctx, q.sql, args...)
 	} else {
+		// One transaction and one round trip; repeatable read, so that the suspects are those of the
+		// read's snapshot.
 		b := &pgx.Batch{}
-		b.Queue("begin")
-		b.Queue(asyncCommitSQL)
-		b.Queue(sql, arg, r.cfg.batchSize)
-		b.Queue(deleteSQL, del)
+		b.Queue("begin isolation level repeatable read")
+		if len(del) > 0 {
+			b.Queue(asyncCommitSQL)
+		}
+		b.Queue(q.sql, args...)
+		if q.wantSuspects {
+			b.Queue(suspectsSQL)
+		}
+		if len(del) > 0 {
+			b.Queue(deleteSQL, del)
+		}
 		b.Queue("commit")
-		br := r.pool.SendBatch(ctx, b)
+		br = r.pool.SendBatch(ctx, b)
 		finish = br.Close
-		if _, err = br.Exec(); err == nil {
-			if _, err = br.Exec(); err == nil {
-				rows, err = br.Query()
-			}
+		for i := 0; err == nil && i < 1+min(len(del), 1); i++ { // begin, and the setting if deleting
+			_, err = br.Exec()
+		}
+		if err == nil {
+			rows, err = br.Query()
 		}
 	}
 	if err != nil {
 		_ = finish()
-		return nil, false, nil, fmt.Errorf("read outbox: %w", err)
+		return nil, false, nil, nil, fmt.Errorf("read outbox: %w", err)
 	}
 	recs = make([]Record, 0, min(r.cfg.batchSize, 16)) // grown as rows come: most reads under a trickle find one or two
 	size := 0
@@ -400,13 +440,13 @@ func (r *Relay) read(ctx context.Context, del []int64, sql string, arg any) (rec
 		if err := rows.Scan(&rec.ID, &rec.Message.Topic, &rec.Message.Key, &keys, &values, &legacy, &rec.Message.Value, &rec.CreatedAt); err != nil {
 			rows.Close()
 			_ = finish()
-			return nil, false, nil, fmt.Errorf("scan outbox row: %w", err)
+			return nil, false, nil, nil, fmt.Errorf("scan outbox row: %w", err)
 		}
 		hs, err := headersOf(keys, values, legacy)
 		if err != nil {
 			rows.Close()
 			_ = finish()
-			return nil, false, nil, fmt.Errorf("headers of outbox row %d: %w", rec.ID, err)
+			return nil, false, nil, nil, fmt.Errorf("headers of outbox row %d: %w", rec.ID, err)
 		}
 		rec.Message.Headers = hs
 		// Stop at MaxBatchBytes so that no partition needs two produce requests (see MaxBatchBytes); the
@@ -420,9 +460,15 @@ func (r *Relay) read(ctx context.Context, del []int64, sql string, arg any) (rec
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		_ = finish()
-		return nil, false, nil, fmt.Errorf("read outbox: %w", err)
+		return nil, false, nil, nil, fmt.Errorf("read outbox: %w", err)
 	}
-	return recs, more || len(recs) == r.cfg.batchSize, finish, nil
+	if q.wantSuspects {
+		if err := br.QueryRow().Scan(&suspects); err != nil {
+			_ = finish()
+			return nil, false, nil, nil, fmt.Errorf("read the transactions in progress: %w", err)
+		}
+	}
+	return recs, more || len(recs) == r.cfg.batchSize, suspects, finish, nil
 }
 
 // headersOf builds a row's Kafka headers from its arrays, or from the JSON of a row written by the

@@ -176,6 +176,53 @@ func TestPerKeyOrderWithConcurrentWritersAndTwoRelays(t *testing.T) {
 	}
 }
 
+// TestALateCommitIsNotOvertakenByItsKeysNextRow: a transaction takes an outbox id, then others commit a
+// backlog with higher ids, which the relay streams in full batches past it; only then does it commit, and
+// its key's next row after it. The late row must still be published first.
+func TestALateCommitIsNotOvertakenByItsKeysNextRow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	topic := newTopic(t, brokers, 1)
+	relay, _ := startRelay(t, pool, writer(t, brokers), testenv.Logger(t), outbox.WithBatchSize(10))
+	testenv.Eventually(t, 10*time.Second, "the relay to be active", func() bool { return relay.Stats().Active })
+
+	late, err := pool.Begin(ctx) // takes its id now, commits after the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	first, err := events.New("test", "late", events.OrderCancelled{OrderID: "late", Reason: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Append(ctx, late, topic, first); err != nil {
+		t.Fatal(err)
+	}
+	const backlog = 3000
+	appendEvents(t, pool, topic, "other", 1, backlog)
+	testenv.Eventually(t, 10*time.Second, "the relay to stream the backlog", func() bool { return relay.Stats().Published >= 100 })
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, pool, topic, "late", 2, 1)
+	atCommit := relay.Stats().Published
+
+	got := consume(t, brokers, topic, backlog+2, 60*time.Second)
+	var order []string
+	for _, m := range got {
+		if e, err := events.FromMessage(m); err == nil && e.Subject == "late" {
+			order = append(order, string(e.Data))
+		}
+	}
+	if len(order) < 2 || !strings.Contains(order[0], `"reason":"1"`) {
+		t.Fatalf("key late published as %v, want its first row first", order)
+	}
+	if atCommit >= backlog {
+		t.Fatalf("the relay had published the whole backlog (%d rows) when the late row committed: nothing was streamed past it", atCommit)
+	}
+}
+
 // appendNext increments key's sequence under its row lock and appends the matching event, in one transaction.
 func appendNext(ctx context.Context, pool *pgxpool.Pool, topic, key string) error {
 	tx, err := pool.Begin(ctx)
