@@ -142,7 +142,9 @@ func (r *Relay) deleted(ids []int64, batches int, flying *inflight) {
 // after rows with higher ids were already read. Two queries keep such late rows from waiting:
 //   - a scan from the lowest id that skips the rows in flight, whenever the relay is caught up (and at
 //     least every rescanEvery under sustained load); it finds late rows as well as new ones;
-//   - a cheap cursor read (id > last read) while full batches keep coming.
+//   - a cheap cursor read (id > last read) while full batches keep coming, which returns nothing once a
+//     transaction in progress at the read before it has committed (it may have written below the cursor,
+//     and its key's next row must not go first): the relay then scans again (see readAfterSQL).
 //
 // Writers are asked to notify (outbox_relay.waiting) only while the relay waits: a notification wakes it
 // and it lowers the flag, and a backlog (full batches) lowers it too; it is raised again once the relay is
