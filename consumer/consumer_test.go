@@ -320,6 +320,46 @@ func TestAFailingHeldBackWriteIsItsHandlersFailure(t *testing.T) {
 	}
 }
 
+// heldLock is a BatchScope that holds back a lock for the batch, as the notification service's does.
+type heldLock struct{}
+
+func (heldLock) Begin(ctx context.Context, tx pgx.Tx, _ []consumer.Event) (context.Context, error) {
+	_, err := postgres.Later(tx).Exec(ctx, `SELECT pg_advisory_xact_lock(42)`)
+	return ctx, err
+}
+func (heldLock) Finish(context.Context, pgx.Tx) error { return nil }
+
+// TestAHeldBackWriteThatCannotBePreparedIsItsHandlersFailure: a held-back statement that Postgres cannot
+// even prepare (a column that does not exist) fails its whole round trip before anything runs, behind a
+// lock the batch held back first; the failure is still its handler's: that event is parked, the others
+// are applied.
+func TestAHeldBackWriteThatCannotBePreparedIsItsHandlersFailure(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	group := testenv.Name(t, "group")
+	var msgs []kafka.Message
+	for _, s := range []string{"o-1", "o-bad", "o-2"} {
+		msgs = append(msgs, events.ToMessage("", event(t, s, 1)))
+	}
+	f.produce(t, msgs...)
+	router := cancelledRouter(t, func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		sql := `INSERT INTO applied (event_id, subject, seq) VALUES ($1, $2, 1)`
+		if ev.Subject == "o-bad" {
+			sql = `INSERT INTO applied (event_id, subject, no_such_column) VALUES ($1, $2, 1)`
+		}
+		_, err := postgres.Later(tx).Exec(ctx, sql, ev.ID, ev.Subject)
+		return err
+	})
+	router.Scope(heldLock{})
+	c := f.start(t, router, func(c *consumer.Config) { c.MaxAttempts, c.Group = 3, group })
+
+	testenv.Eventually(t, 30*time.Second, "o-bad parked", func() bool { return c.Stats().Parked == 1 })
+	testenv.Eventually(t, 10*time.Second, "the other events applied", func() bool { return f.appliedCount(t) == 2 })
+	if parked := listParked(t, f, group); len(parked) != 1 || parked[0].Key != "o-bad" || !strings.Contains(parked[0].Reason, "no_such_column") {
+		t.Fatalf("parked %+v, want o-bad for its unknown column", parked)
+	}
+}
+
 // TestPartitionsRunInParallelEachInOrder blocks the first event of two partitions until both are being
 // handled at once (so partitions are not serialised), and checks every key's events apply in order. Should
 // the two first batches have been combined into one transaction, it is cancelled after CombineTimeout and

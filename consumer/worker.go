@@ -186,14 +186,15 @@ func (w *worker) applyFirst(ctx context.Context, msgs []kafka.Message, batch []r
 }
 
 // blame returns err, which failed a batch run without savepoints, as the failure of the handler at index
-// (-1: none), or of the handler whose held-back statement failed, if one did: the batch is then run again
-// with that message in a savepoint. A lock conflict or a lost connection is nobody's: the batch is retried.
+// (-1: none), or of the one whose held-back statement failed, if one did (a held-back statement of the
+// batch's own is nobody's): the batch is then run again with that message in a savepoint. A lock
+// conflict or a lost connection is nobody's: the batch is retried.
 func blame(err error, index int) error {
 	if infrastructural(err) || lockConflict(err) {
 		return err
 	}
-	if hb := (*postgres.HeldBackError)(nil); errors.As(err, &hb) && hb.Owner >= 0 {
-		index = hb.Owner
+	if hb := (*postgres.HeldBackError)(nil); errors.As(err, &hb) {
+		index = hb.Owner // -1: one of the batch's own statements, nobody's
 	}
 	if index < 0 {
 		return err

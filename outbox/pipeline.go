@@ -125,10 +125,33 @@ func (a *ackedRows) putBack(ids []int64, batches int) {
 	a.batches += batches
 }
 
+// waiting reports whether acknowledged rows wait to be deleted.
+func (a *ackedRows) waiting() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.ids) > 0
+}
+
 func (a *ackedRows) readerStopped() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.stopped = true
+}
+
+// endDeletes ends the transaction of a read that carried the deletes of del (finish) and records the
+// outcome: deleted, or handed back to be deleted with a later read.
+func (r *Relay) endDeletes(finish func() error, del []int64, batches int, acked *ackedRows, flying *inflight) {
+	err := finish()
+	if len(del) == 0 {
+		return
+	}
+	if err != nil {
+		acked.putBack(del, batches)
+		r.retries.Add(1)
+		r.log.Warn().Err(err).Int("rows", len(del)).Msg("delete published outbox rows failed; retrying with a later read")
+		return
+	}
+	r.deleted(del, batches, flying)
 }
 
 // deleted counts rows deleted (published for good) and lets the read stage read them again no more.
@@ -139,12 +162,10 @@ func (r *Relay) deleted(ids []int64, batches int, flying *inflight) {
 }
 
 // readStage reads committed rows in id order. Ids are taken at insert time, so a transaction can commit
-// after rows with higher ids were already read. Two queries keep such late rows from waiting:
-//   - a scan from the lowest id that skips the rows in flight, whenever the relay is caught up (and at
-//     least every rescanEvery under sustained load); it finds late rows as well as new ones;
-//   - a cheap cursor read (id > last read) while full batches keep coming, which returns nothing once a
-//     transaction in progress at the read before it has committed (it may have written below the cursor,
-//     and its key's next row must not go first): the relay then scans again (see readAfterSQL).
+// after rows with higher ids were already read. Every read therefore scans from the lowest id, skipping the
+// rows in flight: a late row is found there, and comes before any later row of its key (which could only
+// be written after it committed). A cursor read (id > the last id read) would be cheaper in a backlog but
+// would publish a key's next row before a late one below the cursor.
 //
 // Writers are asked to notify (outbox_relay.waiting) only while the relay waits: a notification wakes it
 // and it lowers the flag, and a backlog (full batches) lowers it too; it is raised again once the relay is
@@ -155,10 +176,6 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 	if r.cfg.local != nil {
 		local = r.cfg.local.Woken()
 	}
-	var cursor int64
-	streaming := false
-	backlog := false      // the last read was full
-	var suspects []string // transactions in progress at the last read (see readAfterSQL)
 	// The flag goes up first: a relay that stopped while streaming may have left it down. Writers in
 	// progress then may have seen it down (unsure): they are waited for like those of any raise below.
 	announced := r.setWaiting(stopCtx, true) == nil
@@ -168,7 +185,6 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		unsure, unsureUntil = r.inProgress(stopCtx), time.Now().Add(r.cfg.pollInterval)
 	}
 	pause := time.Duration(0)
-	lastScan := time.Now()
 	poll := time.NewTimer(r.cfg.pollInterval)
 	defer poll.Stop()
 	for attempt := 0; stopCtx.Err() == nil && workCtx.Err() == nil; {
@@ -177,17 +193,9 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		var err error
 		var finish func() error
 		del, delBatches := acked.take(deleteAge)
-		q := readQuery{sql: readSkippingSQL, wantSuspects: backlog} // a backlog may go on: a cursor read may follow
-		if streaming {
-			q = readQuery{sql: readAfterSQL, arg: cursor, suspects: suspects, wantSuspects: true}
-		} else {
-			q.arg = flying.list()
-			lastScan = time.Now()
-		}
-		recs, more, suspects, finish, err = r.read(stopCtx, del, q)
+		recs, more, finish, err = r.read(stopCtx, del, flying.list())
 		if err != nil {
-			backlog = false
-			acked.putBack(del, delBatches)
+			r.endDeletes(finish, del, delBatches, acked, flying)
 			if stopCtx.Err() != nil {
 				return
 			}
@@ -197,7 +205,6 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 				return
 			}
 			attempt++
-			streaming = false
 			continue
 		}
 		attempt = 0
@@ -206,20 +213,13 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		sent := len(recs) == 0
 		if !sent {
 			flying.add(recs)
-			cursor = max(cursor, recs[len(recs)-1].ID)
 			select {
 			case out <- batch{records: recs}:
 				sent = true
 			default:
 			}
 		}
-		if err := finish(); err != nil {
-			acked.putBack(del, delBatches) // the rows read are good: only the delete is tried again
-			r.retries.Add(1)
-			r.log.Warn().Err(err).Int("rows", len(del)).Msg("delete published outbox rows failed; retrying with the next read")
-		} else if len(del) > 0 {
-			r.deleted(del, delBatches, flying)
-		}
+		r.endDeletes(finish, del, delBatches, acked, flying) // the rows read are good either way
 		if !sent {
 			select {
 			case out <- batch{records: recs}:
@@ -227,17 +227,13 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 				return
 			}
 		}
-		backlog = more
 		if more {
-			// A backlog: read on without waiting, and let writers stop notifying meanwhile. Cursor reads
-			// need the suspects of the read before them: the first full batch is followed by a scan.
+			// A backlog: read on without waiting, and let writers stop notifying meanwhile.
 			if announced && r.setWaiting(stopCtx, false) == nil {
 				announced = false
 			}
-			streaming = q.wantSuspects && time.Since(lastScan) < r.cfg.rescanEvery
 			continue
 		}
-		streaming = false
 		// Caught up. Writers must be notifying before the relay waits: one that sees the flag set notifies
 		// when it commits; one that saw it down inserted before the flag went up, so it was a transaction
 		// in progress then, and the relay keeps reading (briefly pausing) until those have ended, instead
@@ -271,7 +267,10 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		}
 		poll.Reset(r.cfg.pollInterval)
 		notified := false
-		var deleteDue <-chan time.Time // armed once acknowledged rows wait (see deleteDelay)
+		var deleteDue <-chan time.Time // armed while acknowledged rows wait (see deleteDelay)
+		if acked.waiting() {
+			deleteDue = time.After(deleteDelay)
+		}
 	wait:
 		for {
 			select {
@@ -337,28 +336,10 @@ func (r *Relay) stillInProgress(ctx context.Context, xids []string) []string {
 }
 
 // Postgres 14+ hashes the array of a "<> ALL" with a parameter, so skipping in-flight ids stays cheap.
-//
-// A cursor read (id > the last id read) would miss a row that a transaction in progress at the last read
-// had taken an id below the cursor for and commits later: such a transaction is a suspect, and its key's
-// next row, committed after it, could otherwise be published first. So the last read also returns the
-// transactions in progress at its snapshot (suspectsSQL, in the same repeatable-read transaction), and
-// the cursor read returns nothing once one of them has committed: the relay then rescans from the
-// lowest id, where the late row comes before its key's next one.
 const (
-	readColumns     = `id, topic, key, header_keys, header_values, CASE WHEN header_keys IS NULL THEN headers END, value, created_at`
-	readAfterSQL    = `SELECT ` + readColumns + ` FROM outbox WHERE id > $1 AND NOT EXISTS (SELECT FROM unnest($3::xid8[]) AS x WHERE pg_xact_status(x) IS DISTINCT FROM 'in progress' AND pg_xact_status(x) IS DISTINCT FROM 'aborted') ORDER BY id LIMIT $2`
-	readSkippingSQL = `SELECT ` + readColumns + ` FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
-	suspectsSQL     = `SELECT ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x)`
+	readColumns = `id, topic, key, header_keys, header_values, CASE WHEN header_keys IS NULL THEN headers END, value, created_at`
+	readSQL     = `SELECT ` + readColumns + ` FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
 )
-
-// readQuery is one read of the outbox: sql with arg (and suspects, for a cursor read), and whether to
-// return the transactions in progress at its snapshot (the suspects of a cursor read that follows).
-type readQuery struct {
-	sql          string
-	arg          any
-	suspects     []string
-	wantSuspects bool
-}
 
 // queueDelete begins a batch that deletes the published rows ids in a transaction whose commit does not
 // wait for the WAL flush: a delete lost in a crash only publishes its rows again (consumers skip
@@ -388,49 +369,33 @@ const (
 	deleteAge = 10 * time.Millisecond
 )
 
-// read returns the next batch and whether more rows wait behind it (the batch was cut by count or bytes),
-// and, if q wants them, the transactions in progress at its snapshot. With del (published rows), the same
-// round trip deletes them, after the read and in the read's transaction, which does not wait for the WAL
-// flush (queueDelete); its end is what finish waits for: the caller hands the batch on first. finish
-// reports whether they were deleted; the rows read are good either way.
-func (r *Relay) read(ctx context.Context, del []int64, q readQuery) (recs []Record, more bool, suspects []string, finish func() error, err error) {
+// read returns the next batch, skipping the rows in flight, and whether more rows wait behind it (the
+// batch was cut by count or bytes). With del (published rows), the same round trip deletes them, after the
+// read and in its transaction, which does not wait for the WAL flush (queueDelete). finish ends that
+// transaction and reports whether the rows were deleted; the caller hands the batch on first, and calls
+// finish also when read fails (the rows may have been deleted all the same).
+func (r *Relay) read(ctx context.Context, del []int64, flying []int64) (recs []Record, more bool, finish func() error, err error) {
 	finish = func() error { return nil }
-	args := []any{q.arg, r.cfg.batchSize}
-	if q.sql == readAfterSQL {
-		args = append(args, q.suspects)
-	}
 	var rows pgx.Rows
-	var br pgx.BatchResults
-	if len(del) == 0 && !q.wantSuspects {
-		rows, err = r.pool.Query(ctx, q.sql, args...)
+	if len(del) == 0 {
+		rows, err = r.pool.Query(ctx, readSQL, flying, r.cfg.batchSize)
 	} else {
-		// One transaction and one round trip; repeatable read, so that the suspects are those of the
-		// read's snapshot.
 		b := &pgx.Batch{}
-		b.Queue("begin isolation level repeatable read")
-		if len(del) > 0 {
-			b.Queue(asyncCommitSQL)
-		}
-		b.Queue(q.sql, args...)
-		if q.wantSuspects {
-			b.Queue(suspectsSQL)
-		}
-		if len(del) > 0 {
-			b.Queue(deleteSQL, del)
-		}
+		b.Queue("begin")
+		b.Queue(asyncCommitSQL)
+		b.Queue(readSQL, flying, r.cfg.batchSize)
+		b.Queue(deleteSQL, del)
 		b.Queue("commit")
-		br = r.pool.SendBatch(ctx, b)
+		br := r.pool.SendBatch(ctx, b)
 		finish = br.Close
-		for i := 0; err == nil && i < 1+min(len(del), 1); i++ { // begin, and the setting if deleting
-			_, err = br.Exec()
-		}
-		if err == nil {
-			rows, err = br.Query()
+		if _, err = br.Exec(); err == nil {
+			if _, err = br.Exec(); err == nil {
+				rows, err = br.Query()
+			}
 		}
 	}
 	if err != nil {
-		_ = finish()
-		return nil, false, nil, nil, fmt.Errorf("read outbox: %w", err)
+		return nil, false, finish, fmt.Errorf("read outbox: %w", err)
 	}
 	recs = make([]Record, 0, min(r.cfg.batchSize, 16)) // grown as rows come: most reads under a trickle find one or two
 	size := 0
@@ -441,14 +406,12 @@ func (r *Relay) read(ctx context.Context, del []int64, q readQuery) (recs []Reco
 		var legacy []byte
 		if err := rows.Scan(&rec.ID, &rec.Message.Topic, &rec.Message.Key, &keys, &values, &legacy, &rec.Message.Value, &rec.CreatedAt); err != nil {
 			rows.Close()
-			_ = finish()
-			return nil, false, nil, nil, fmt.Errorf("scan outbox row: %w", err)
+			return nil, false, finish, fmt.Errorf("scan outbox row: %w", err)
 		}
 		hs, err := headersOf(keys, values, legacy)
 		if err != nil {
 			rows.Close()
-			_ = finish()
-			return nil, false, nil, nil, fmt.Errorf("headers of outbox row %d: %w", rec.ID, err)
+			return nil, false, finish, fmt.Errorf("headers of outbox row %d: %w", rec.ID, err)
 		}
 		rec.Message.Headers = hs
 		// Stop at MaxBatchBytes so that no partition needs two produce requests (see MaxBatchBytes); the
@@ -461,16 +424,9 @@ func (r *Relay) read(ctx context.Context, del []int64, q readQuery) (recs []Reco
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		_ = finish()
-		return nil, false, nil, nil, fmt.Errorf("read outbox: %w", err)
+		return nil, false, finish, fmt.Errorf("read outbox: %w", err)
 	}
-	if q.wantSuspects {
-		if err := br.QueryRow().Scan(&suspects); err != nil {
-			_ = finish()
-			return nil, false, nil, nil, fmt.Errorf("read the transactions in progress: %w", err)
-		}
-	}
-	return recs, more || len(recs) == r.cfg.batchSize, suspects, finish, nil
+	return recs, more || len(recs) == r.cfg.batchSize, finish, nil
 }
 
 // headersOf builds a row's Kafka headers from its arrays, or from the JSON of a row written by the

@@ -57,8 +57,7 @@ type Relay struct {
 type config struct {
 	batchSize    int
 	pollInterval time.Duration
-	rescanEvery  time.Duration // how long, under sustained load, a late-committing row may wait for a rescan
-	lockID       int64         // the advisory lock key that elects the active relay
+	lockID       int64 // the advisory lock key that elects the active relay
 	backoffMin   time.Duration
 	backoffMax   time.Duration
 	grace        time.Duration
@@ -104,7 +103,6 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, log zerolog.Logger, opts ...Opt
 	cfg := config{
 		batchSize:    1000,
 		pollInterval: time.Second,
-		rescanEvery:  time.Second,
 		lockID:       defaultLockID,
 		backoffMin:   100 * time.Millisecond,
 		backoffMax:   5 * time.Second,

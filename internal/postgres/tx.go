@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -143,10 +145,24 @@ func (t *Tx) takeLater() ([]*pgx.QueuedQuery, []int) {
 // heldBack reports err, the outcome of a round trip that carried the held-back statements held (owned by
 // owners), as a *HeldBackError if one of those failed (they come first, so the first that did not succeed).
 func (t *Tx) heldBack(err error, held []*pgx.QueuedQuery, owners []int) error {
-	if err != nil && t.sent < len(owners) {
-		return &HeldBackError{Owner: owners[t.sent], SQL: held[t.sent].SQL, Err: err}
+	return blameHeld(err, held, owners, t.sent)
+}
+
+// blameHeld returns err as the failure of held[failed] (owned by owners[failed]) if failed is one of
+// them, else as it is. A batch that could not be prepared or encoded ran nothing: the statement that
+// failed is the one pgx names, found by its SQL.
+func blameHeld(err error, held []*pgx.QueuedQuery, owners []int, failed int) error {
+	if err == nil {
+		return nil
 	}
-	return err
+	var pre pgx.ErrPreprocessingBatch
+	if errors.As(err, &pre) {
+		failed = slices.IndexFunc(held, func(q *pgx.QueuedQuery) bool { return q.SQL == pre.SQL() })
+	}
+	if failed < 0 || failed >= len(held) {
+		return err
+	}
+	return &HeldBackError{Owner: owners[failed], SQL: held[failed].SQL, Err: err}
 }
 
 // flush sends the statements held back, if any, before a statement whose result the caller waits for.
@@ -176,7 +192,7 @@ func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	for i := range held {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
-			return errBatch{&HeldBackError{Owner: owners[i], SQL: held[i].SQL, Err: err}}
+			return errBatch{blameHeld(err, held, owners, i)}
 		}
 	}
 	return br
