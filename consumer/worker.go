@@ -145,7 +145,7 @@ func (w *worker) apply(ctx context.Context, msgs []kafka.Message) (int, error) {
 	if w.attempts[keyOf(msgs[0])] > 0 { // the head is being retried: on its own until it passes
 		return w.applyBatch(ctx, batch[:1], 0)
 	}
-	n, err := w.applyFirst(ctx, msgs, batch)
+	n, err := w.applyFirst(ctx, batch)
 	var failed *handlerFailed
 	if errors.As(err, &failed) {
 		r := batch[failed.index]
@@ -172,7 +172,7 @@ func allIgnored(batch []routed) bool {
 
 // applyFirst is the first try of a batch: combined with other workers' (see combiner), and on its own if
 // the combined transaction failed.
-func (w *worker) applyFirst(ctx context.Context, msgs []kafka.Message, batch []routed) (int, error) {
+func (w *worker) applyFirst(ctx context.Context, batch []routed) (int, error) {
 	if cb := w.c.combiner; cb != nil {
 		err := cb.apply(ctx, batch)
 		if err == nil {

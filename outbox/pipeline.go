@@ -188,12 +188,8 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 	poll := time.NewTimer(r.cfg.pollInterval)
 	defer poll.Stop()
 	for attempt := 0; stopCtx.Err() == nil && workCtx.Err() == nil; {
-		var recs []Record
-		var more bool
-		var err error
-		var finish func() error
 		del, delBatches := acked.take(deleteAge)
-		recs, more, finish, err = r.read(stopCtx, del, flying.list())
+		recs, more, finish, err := r.read(stopCtx, del, flying.list())
 		if err != nil {
 			r.endDeletes(finish, del, delBatches, acked, flying)
 			if stopCtx.Err() != nil {
