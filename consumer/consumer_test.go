@@ -671,3 +671,30 @@ func TestConsumerRidesOutPostgresOutage(t *testing.T) {
 		t.Fatalf("stats %+v: an outage must not dead-letter anything", s)
 	}
 }
+
+func TestTheInboxForgetsEventsOlderThanItsRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, 1)
+	group := testenv.Name(t, "group")
+	// 2,000 handled events an hour old and 2,000 of the last minute, for this group and for another.
+	_, err := f.pool.Exec(ctx, `INSERT INTO inbox (consumer, event_id, topic, partition, "offset", received_at)
+		SELECT c, gen_random_uuid(), 't', 0, n, now() - CASE WHEN n <= 2000 THEN interval '1 hour' ELSE interval '1 minute' END
+		FROM generate_series(1, 4000) n, unnest(ARRAY[$1, 'other']) c`, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.start(t, cancelledRouter(t, record), func(c *consumer.Config) {
+		c.Group, c.InboxRetention = group, 30*time.Minute
+	})
+	count := func(consumer string) (n int) {
+		if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM inbox WHERE consumer = $1`, consumer).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	testenv.Eventually(t, 30*time.Second, "the hour-old ids deleted", func() bool { return count(group) == 2000 })
+	if n := count("other"); n != 4000 {
+		t.Errorf("another group's inbox holds %d ids, want all 4000", n)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -887,3 +888,18 @@ func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.
 }
 func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
 func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+func TestTheOutboxIsVacuumedAfterAFixedNumberOfDeletes(t *testing.T) {
+	t.Parallel()
+	// A queue table is all dead rows between vacuums; the default, a fifth of the table, lets them pile up.
+	var opts []string
+	if err := outboxDB(t).QueryRow(context.Background(),
+		`SELECT reloptions FROM pg_class WHERE oid = 'outbox'::regclass`).Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=500"} {
+		if !slices.Contains(opts, want) {
+			t.Errorf("outbox reloptions %v lack %s", opts, want)
+		}
+	}
+}

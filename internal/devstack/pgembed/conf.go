@@ -29,6 +29,9 @@ func (s settings) render() []byte {
 	fmt.Fprintf(&b, "port = %d\n", s.port)
 	fmt.Fprintf(&b, "unix_socket_directories = %s\n", quote(s.socketDir))
 	fmt.Fprintf(&b, "max_connections = 200\n")
+	// Each service's outbox is a queue vacuumed after every 500 deletes (outbox/migrations/005); the
+	// default naptime (1 min per database) would let a busy relay's dead rows pile up between visits.
+	b.WriteString("autovacuum_naptime = 5s\n")
 	if len(s.preload) > 0 {
 		fmt.Fprintf(&b, "shared_preload_libraries = %s\n", quote(strings.Join(s.preload, ",")))
 	}

@@ -80,6 +80,7 @@ func TestTemporaryCluster(t *testing.T) {
 	settings := map[string]string{
 		"SHOW listen_addresses":        "127.0.0.1",
 		"SHOW max_connections":         "200",
+		"SHOW autovacuum_naptime":      "5s",
 		"SHOW fsync":                   "off",
 		"SHOW synchronous_commit":      "off",
 		"SHOW full_page_writes":        "off",
