@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // combiner applies, in one transaction, the batches that the workers of a consumer have ready at the same
@@ -47,27 +48,50 @@ func (cb *combiner) apply(ctx context.Context, batch []routed) error {
 	return <-req.done // the combiner always answers a request it took
 }
 
-// run combines requests until ctx ends: it takes one, adds those sent meanwhile (workers wait in the send
-// while a transaction runs), and applies them together.
+// run combines requests until ctx ends: it takes one, adds those sent until Config.ApplyInterval has passed
+// since the previous transaction started and those sent meanwhile (workers wait in the send while a
+// transaction runs), and applies them together.
 func (cb *combiner) run(ctx context.Context) {
 	var reqs []*combineRequest
 	var batch []routed
+	var started time.Time
+	pace := time.NewTimer(time.Hour)
+	defer pace.Stop()
+	take := func(req *combineRequest) { reqs, batch = append(reqs, req), append(batch, req.batch...) }
+	max := 4 * cb.w.c.cfg.BatchSize
 	for {
+		reqs, batch = reqs[:0], batch[:0]
 		select {
 		case req := <-cb.in:
-			reqs, batch = append(reqs[:0], req), append(batch[:0], req.batch...)
+			take(req)
 		case <-ctx.Done():
 			return
 		}
+		if wait := time.Until(started.Add(cb.w.c.cfg.ApplyInterval)); wait > 0 {
+			pace.Reset(wait)
+		gather:
+			for len(batch) < max {
+				select {
+				case req := <-cb.in:
+					take(req)
+				case <-pace.C:
+					break gather
+				case <-ctx.Done(): // apply what was taken: it fails at once, and every request is answered
+					break gather
+				}
+			}
+			pace.Stop()
+		}
 	more:
-		for len(batch) < 4*cb.w.c.cfg.BatchSize {
+		for len(batch) < max {
 			select {
 			case req := <-cb.in:
-				reqs, batch = append(reqs, req), append(batch, req.batch...)
+				take(req)
 			default:
 				break more
 			}
 		}
+		started = time.Now()
 		tctx, cancel := context.WithTimeout(ctx, cb.w.c.cfg.CombineTimeout)
 		_, err := cb.w.applyBatch(tctx, batch, -1)
 		timedOut := tctx.Err() != nil && ctx.Err() == nil

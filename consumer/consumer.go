@@ -61,6 +61,12 @@ type Config struct {
 	// CombineTimeout bounds a transaction that applies several partitions' batches together (default 1s):
 	// past it, it is rolled back and each batch is applied on its own (see combiner).
 	CombineTimeout time.Duration
+	// ApplyInterval is the least time between the starts of two of the combiner's transactions (default 0:
+	// none). Under load the batches that arrive within it share one transaction, so its BEGIN, inbox
+	// statement, COMMIT and durable flush, and the relay's read and Kafka write that follow, are paid once
+	// per interval instead of once per arrival; each hop may wait up to the interval for that. A batch
+	// after a quiet spell (no transaction started within the interval) starts at once.
+	ApplyInterval time.Duration
 
 	SessionTimeout    time.Duration // consumer group session timeout (default 10s)
 	RebalanceTimeout  time.Duration // default 10s

@@ -698,3 +698,35 @@ func TestTheInboxForgetsEventsOlderThanItsRetention(t *testing.T) {
 		t.Errorf("another group's inbox holds %d ids, want all 4000", n)
 	}
 }
+
+func TestArrivalsWithinTheApplyIntervalShareATransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, 3)
+	if _, err := f.pool.Exec(ctx, `CREATE TABLE applied_in (event_id uuid PRIMARY KEY, txid bigint NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	inTx := func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		_, err := tx.Exec(ctx, `INSERT INTO applied_in VALUES ($1, txid_current())`, ev.ID)
+		return err
+	}
+	f.start(t, cancelledRouter(t, inTx), func(c *consumer.Config) { c.ApplyInterval = 300 * time.Millisecond })
+	// 30 events over three partitions, one every 10 ms: applied at once, each would be a transaction.
+	const n = 30
+	for i := range n {
+		f.produce(t, events.ToMessage("", event(t, fmt.Sprintf("p%d/o-%d", i%3, i), i)))
+		time.Sleep(10 * time.Millisecond)
+	}
+	var applied, txs int
+	testenv.Eventually(t, 30*time.Second, "every event applied", func() bool {
+		if err := f.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT txid) FROM applied_in`).Scan(&applied, &txs); err != nil {
+			t.Fatal(err)
+		}
+		return applied == n
+	})
+	// The first at once, then one transaction per interval: the arrivals span at least 300 ms.
+	if txs > 6 {
+		t.Errorf("%d events took %d transactions; with a 300 ms interval they should share a few", n, txs)
+	}
+	t.Logf("%d events in %d transactions", n, txs)
+}

@@ -65,9 +65,12 @@ func systemConfig(cfg Config) system.Config {
 		Auth:          cfg.authConfig(),
 		RateLimit:     cfg.RateLimit,
 		OperatorToken: cfg.OperatorToken,
-		Host:          host.Options{Kafka: cfg.KafkaConn},
+		Host:          host.Options{Kafka: cfg.KafkaConn, Consumer: cfg.tuneConsumer},
 	}
 }
+
+// tuneConsumer applies the consumer settings to a service's consumer config.
+func (c Config) tuneConsumer(cc *consumer.Config) { cc.ApplyInterval = c.ApplyInterval }
 
 // DemoEmail is the demo customer `choreo run` seeds.
 const DemoEmail = "demo@choreo.local"
@@ -237,7 +240,7 @@ func runService(ctx context.Context, name string, cfg Config) error {
 		return err
 	}
 	defer stopTracing()
-	unit, err := host.Open(ctx, spec, cfg.DatabaseURL, cfg.KafkaBrokers, reg, log, host.Options{Kafka: cfg.KafkaConn, Tracing: tracing.Providers()})
+	unit, err := host.Open(ctx, spec, cfg.DatabaseURL, cfg.KafkaBrokers, reg, log, host.Options{Kafka: cfg.KafkaConn, Tracing: tracing.Providers(), Consumer: cfg.tuneConsumer})
 	if err != nil {
 		return err
 	}

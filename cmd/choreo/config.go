@@ -53,6 +53,7 @@ type Config struct {
 	AuthAudience      string
 	AuthDisabled      bool
 	RateLimit         float64
+	ApplyInterval     time.Duration
 	KafkaTLS          bool
 	KafkaTLSCAFile    string
 	KafkaTLSCertFile  string
@@ -127,6 +128,8 @@ func settings() []setting {
 		kafkaClients = []string{"run", anyService, "topics", "replay", "dlq", "ingress"}
 		// OpenTelemetry: the processes that record spans (the HTTP API, handlers, relay publishes).
 		tracing = []string{"run", anyService}
+		// Consumer tuning: every process that applies events.
+		consumers = []string{"run", anyService}
 	)
 	return []setting{
 		{"KAFKA_BROKERS", "", "comma-separated Kafka bootstrap brokers; empty under 'choreo run': embedded broker on 127.0.0.1:9092", false, brokers, list(func(c *Config) *[]string { return &c.KafkaBrokers })},
@@ -162,6 +165,7 @@ func settings() []setting {
 			}
 			return
 		}},
+		{"CONSUMER_APPLY_INTERVAL", "0s", "least time between two transactions of a service's consumer: under load the events of an interval share one (fewer commits, relay reads and Kafka requests), each hop may wait that long; 0: apply at once", false, consumers, func(c *Config, v string) (err error) { c.ApplyInterval, err = time.ParseDuration(v); return }},
 		{"KAFKA_EMBEDDED_ADDR", "127.0.0.1:9092", "where the embedded broker listens when KAFKA_BROKERS is empty ('choreo run')", false, embedded, str(func(c *Config) *string { return &c.KafkaEmbeddedAddr })},
 		{"KAFKA_TLS", "false", "connect to Kafka over TLS", false, kafkaClients, func(c *Config, v string) (err error) { c.KafkaTLS, err = strconv.ParseBool(v); return }},
 		{"KAFKA_TLS_CA_FILE", "", "PEM CA certificates the brokers are verified with (empty: the system's)", false, kafkaClients, str(func(c *Config) *string { return &c.KafkaTLSCAFile })},
@@ -244,6 +248,9 @@ func (c Config) Validate() error {
 	}
 	if c.KafkaPartitions < 1 {
 		errs = append(errs, errors.New("KAFKA_PARTITIONS must be at least 1"))
+	}
+	if c.ApplyInterval < 0 {
+		errs = append(errs, errors.New("CONSUMER_APPLY_INTERVAL must not be negative"))
 	}
 	if c.SagaDeadline <= 0 {
 		errs = append(errs, errors.New("SAGA_DEADLINE must be positive"))
