@@ -48,6 +48,7 @@ func loadCommand() command {
 			fs.DurationVar(&lc.FindMax.Step, "step-duration", 10*time.Second, "find-max: how long each rate is offered")
 			fs.DurationVar(&lc.FindMax.MaxP99, "max-p99", 250*time.Millisecond, "find-max: a step with a higher p99 fails")
 			fs.Float64Var(&lc.FindMax.MinFinished, "min-finished", 0.95, "find-max: a step in which a smaller share of orders finished (within step + drain) fails")
+			fs.DurationVar(&lc.FindMax.Warmup, "warmup", 5*time.Second, "find-max: how long the start rate is offered first, not judged (cold connections and caches); 0: none")
 		},
 		run: func(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
 			if len(args) > 0 {

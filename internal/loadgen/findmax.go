@@ -24,6 +24,7 @@ type MaxReport struct {
 	Series []Second  // every step, one after the other
 	Marks  []Mark    // where each step starts in Series
 	Start  time.Time // of the first step
+	Warmup *Report   // the warm-up before the first step; nil: none
 }
 
 // judge decides whether a step passed.
@@ -54,6 +55,10 @@ func FindMax(ctx context.Context, cfg Config) (MaxReport, error) {
 	defer s.close()
 	f := cfg.FindMax
 	m := MaxReport{Config: f, Knee: -1}
+	if f.Warmup > 0 {
+		r := s.phase(ctx, fmt.Sprintf("warm-up %5.0f/s ", f.Start), f.Start, 0, f.Warmup)
+		m.Warmup = &r
+	}
 	for rate := f.Start; rate <= f.MaxRate && ctx.Err() == nil; rate = math.Round(rate * f.Factor) {
 		r := s.phase(ctx, fmt.Sprintf("step %d %5.0f/s ", len(m.Steps)+1, rate), rate, 0, f.Step)
 		if len(m.Steps) == 0 {
@@ -80,6 +85,10 @@ func FindMax(ctx context.Context, cfg Config) (MaxReport, error) {
 func (m MaxReport) Print(w io.Writer) {
 	if len(m.Steps) > 0 {
 		fmt.Fprintf(w, "final events: %s\n", m.Steps[0].Source)
+	}
+	if r := m.Warmup; r != nil {
+		fmt.Fprintf(w, "warm-up: %.0f/s for %s, not judged: %d offered, %.1f%% finished, p50 %s, p99 %s\n",
+			r.Rate, m.Config.Warmup, r.Offered, 100*r.FinishedShare(), ms(r.Latency.P50), ms(r.Latency.P99))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "step\tasked/s\tachieved/s\toffered\tfinished\tfinished/s\terrors\tlate\tp50\tp90\tp99\tmax\t  verdict")

@@ -13,11 +13,13 @@ import (
 )
 
 // fakeIngress accepts every order and confirms it at once, but takes slow after the first fast orders
-// (the final event is stamped slow after the POST): a system whose knee is known in advance.
+// (the final event is stamped slow after the POST): a system whose knee is known in advance. With cold,
+// its first orders are slow too, as a system that starts cold.
 type fakeIngress struct {
 	mu        sync.Mutex
-	fast      int           // orders confirmed 1ms after their POST
-	slow      time.Duration // the latency of every later order
+	cold      int           // the first orders, slow
+	fast      int           // orders confirmed 1ms after their POST, after the cold ones
+	slow      time.Duration // the latency of the cold orders and of every order after the fast ones
 	n         int
 	customers int
 	finals    map[string]time.Time
@@ -41,7 +43,7 @@ func (f *fakeIngress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.n++
 		id := fmt.Sprintf("order-%d", f.n)
 		lat := f.slow
-		if f.n <= f.fast {
+		if f.n > f.cold && f.n <= f.cold+f.fast {
 			lat = time.Millisecond
 		}
 		f.finals[id] = time.Now().Add(lat)
@@ -104,6 +106,41 @@ func TestFindMaxStopsAtTheKnee(t *testing.T) {
 	}
 	if len(m.Marks) != 3 || m.Marks[1].At < m.Marks[0].At || len(m.Series) < m.Marks[2].At {
 		t.Fatalf("marks %+v over %d seconds", m.Marks, len(m.Series))
+	}
+}
+
+// TestTheWarmUpIsOfferedButNotJudged: a system whose first 10 orders are slow fails the first step
+// without a warm-up; with one, the warm-up takes them, is reported, and the steps after it pass.
+func TestTheWarmUpIsOfferedButNotJudged(t *testing.T) {
+	run := func(warmup time.Duration) (MaxReport, string) {
+		fake := &fakeIngress{cold: 10, fast: 1000, slow: 1500 * time.Millisecond, finals: map[string]time.Time{}, seeded: map[string]int{}}
+		srv := httptest.NewServer(fake)
+		defer srv.Close()
+		m, err := FindMax(t.Context(), Config{
+			URL:          srv.URL,
+			Brokers:      []string{"127.0.0.1:1"},
+			Catalog:      Catalog{Products: 3, Lines: 1},
+			Drain:        30 * time.Second,
+			PollInterval: 10 * time.Millisecond,
+			FindMax:      FindMaxConfig{Start: 50, Factor: 1.5, Step: 400 * time.Millisecond, MaxP99: time.Second, MaxRate: 75, Warmup: warmup},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		m.Print(&out)
+		return m, out.String()
+	}
+	cold, out := run(0)
+	if cold.Warmup != nil || cold.Knee != -1 || len(cold.Steps) != 1 || !strings.Contains(cold.Steps[0].Why, "p99") {
+		t.Fatalf("without a warm-up: knee %d after %d steps, first step %q; want it failed on p99\n%s", cold.Knee, len(cold.Steps), cold.Steps[0].Why, out)
+	}
+	warm, out := run(400 * time.Millisecond)
+	if w := warm.Warmup; w == nil || w.Rate != 50 || w.Offered != 20 || w.Latency.P99 < time.Second || !strings.Contains(out, "warm-up: 50/s for 400ms, not judged") {
+		t.Fatalf("warm-up %+v; report:\n%s", warm.Warmup, out)
+	}
+	if len(warm.Steps) != 2 || warm.Knee != 1 || !warm.Steps[0].Passed {
+		t.Fatalf("after a warm-up: %d steps, knee at %d; want both steps (50/s, 75/s) passed\n%s", len(warm.Steps), warm.Knee, out)
 	}
 }
 

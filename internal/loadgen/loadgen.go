@@ -51,6 +51,10 @@ type FindMaxConfig struct {
 	MaxP99      time.Duration // a step with a higher p99 fails
 	MinFinished float64       // a step in which a smaller share of the offered orders finished fails
 	MaxRate     float64       // no step above this rate
+	// Warmup is how long Start is offered before the first step, and not judged (0: no warm-up). A
+	// system's first seconds under load (database connections opened, caches filled) say nothing about the
+	// rate it sustains, and a stall then would fail the first step and hide the knee.
+	Warmup time.Duration
 }
 
 func (c *Config) defaults() {
@@ -104,8 +108,8 @@ func (c Config) validate(findMax bool) error {
 	if !findMax && (c.Rate <= 0 || (c.Count <= 0 && c.Duration <= 0)) {
 		errs = append(errs, errors.New("rate and a count or a duration must be positive"))
 	}
-	if findMax && (c.FindMax.Start <= 0 || c.FindMax.Factor <= 1 || c.FindMax.Step <= 0 || c.FindMax.MinFinished > 1) {
-		errs = append(errs, errors.New("find-max: start rate and step duration must be positive, the factor above 1, the finished share at most 1"))
+	if findMax && (c.FindMax.Start <= 0 || c.FindMax.Factor <= 1 || c.FindMax.Step <= 0 || c.FindMax.MinFinished > 1 || c.FindMax.Warmup < 0) {
+		errs = append(errs, errors.New("find-max: start rate and step duration must be positive, the factor above 1, the finished share at most 1, the warm-up not negative"))
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, errors.New("concurrency must be at least 1"))
