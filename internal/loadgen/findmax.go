@@ -101,6 +101,10 @@ func (m MaxReport) Print(w io.Writer) {
 			100*s.FinishedShare(), s.FinishedRate, s.Errors(), s.Late, ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.Max), verdict)
 	}
 	tw.Flush()
+	if len(m.Steps) == 0 {
+		fmt.Fprintln(w, "knee: none; stopped before the first step")
+		return
+	}
 	if m.Knee < 0 {
 		fmt.Fprintf(w, "knee: none; already the first rate (%.0f/s) failed\n", m.Config.Start)
 		return

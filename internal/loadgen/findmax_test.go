@@ -135,12 +135,23 @@ func TestTheWarmUpIsOfferedButNotJudged(t *testing.T) {
 	if cold.Warmup != nil || cold.Knee != -1 || len(cold.Steps) != 1 || !strings.Contains(cold.Steps[0].Why, "p99") {
 		t.Fatalf("without a warm-up: knee %d after %d steps, first step %q; want it failed on p99\n%s", cold.Knee, len(cold.Steps), cold.Steps[0].Why, out)
 	}
+	// A negative warm-up is refused before anything is offered.
+	if _, err := FindMax(t.Context(), Config{URL: "http://127.0.0.1:1", Catalog: Catalog{Products: 3, Lines: 1},
+		FindMax: FindMaxConfig{Start: 50, Factor: 1.5, Step: time.Second, MaxP99: time.Second, Warmup: -time.Second}}); err == nil || !strings.Contains(err.Error(), "warm-up") {
+		t.Fatalf("a negative warm-up: err %v, want it refused", err)
+	}
 	warm, out := run(400 * time.Millisecond)
 	if w := warm.Warmup; w == nil || w.Rate != 50 || w.Offered != 20 || w.Latency.P99 < time.Second || !strings.Contains(out, "warm-up: 50/s for 400ms, not judged") {
 		t.Fatalf("warm-up %+v; report:\n%s", warm.Warmup, out)
 	}
 	if len(warm.Steps) != 2 || warm.Knee != 1 || !warm.Steps[0].Passed {
 		t.Fatalf("after a warm-up: %d steps, knee at %d; want both steps (50/s, 75/s) passed\n%s", len(warm.Steps), warm.Knee, out)
+	}
+	// Stopped during the warm-up: no step ran, and the report does not call the first rate failed.
+	var stopped bytes.Buffer
+	MaxReport{Config: FindMaxConfig{Start: 50}, Knee: -1, Warmup: warm.Warmup}.Print(&stopped)
+	if !strings.Contains(stopped.String(), "stopped before the first step") || strings.Contains(stopped.String(), "failed") {
+		t.Fatalf("report of a run stopped in its warm-up:\n%s", stopped.String())
 	}
 }
 
