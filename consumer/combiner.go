@@ -58,7 +58,7 @@ func (cb *combiner) run(ctx context.Context) {
 	pace := time.NewTimer(time.Hour)
 	defer pace.Stop()
 	take := func(req *combineRequest) { reqs, batch = append(reqs, req), append(batch, req.batch...) }
-	max := 4 * cb.w.c.cfg.BatchSize
+	most := 4 * cb.w.c.cfg.BatchSize // messages of one combined transaction
 	for {
 		reqs, batch = reqs[:0], batch[:0]
 		select {
@@ -70,7 +70,7 @@ func (cb *combiner) run(ctx context.Context) {
 		if wait := time.Until(started.Add(cb.w.c.cfg.ApplyInterval)); wait > 0 {
 			pace.Reset(wait)
 		gather:
-			for len(batch) < max {
+			for len(batch) < most {
 				select {
 				case req := <-cb.in:
 					take(req)
@@ -83,7 +83,7 @@ func (cb *combiner) run(ctx context.Context) {
 			pace.Stop()
 		}
 	more:
-		for len(batch) < max {
+		for len(batch) < most {
 			select {
 			case req := <-cb.in:
 				take(req)

@@ -672,6 +672,8 @@ func TestConsumerRidesOutPostgresOutage(t *testing.T) {
 	}
 }
 
+// TestTheInboxForgetsEventsOlderThanItsRetention: the consumer deletes its own group's handled ids older
+// than InboxRetention, and keeps the newer ones and every other group's.
 func TestTheInboxForgetsEventsOlderThanItsRetention(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -699,6 +701,8 @@ func TestTheInboxForgetsEventsOlderThanItsRetention(t *testing.T) {
 	}
 }
 
+// TestArrivalsWithinTheApplyIntervalShareATransaction: with an ApplyInterval, events that arrive one by one
+// within it are applied in one transaction, not one each.
 func TestArrivalsWithinTheApplyIntervalShareATransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
