@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -736,4 +737,87 @@ func TestArrivalsWithinTheApplyIntervalShareATransaction(t *testing.T) {
 		t.Errorf("%d events sent over %v took %d transactions; with a %v interval at most %d", n, spread, txs, interval, most)
 	}
 	t.Logf("%d events sent over %v in %d transactions", n, spread, txs)
+}
+
+// requests records the SQL of each request a pool's connections send: a query's, or a batch's statements.
+type requests struct {
+	mu   sync.Mutex
+	sent [][]string
+}
+
+func (r *requests) add(sqls ...string) {
+	r.mu.Lock()
+	r.sent = append(r.sent, sqls)
+	r.mu.Unlock()
+}
+
+func (r *requests) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.add(d.SQL)
+	return ctx
+}
+func (r *requests) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *requests) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	var sqls []string
+	for _, q := range d.Batch.QueuedQueries {
+		sqls = append(sqls, q.SQL)
+	}
+	r.add(sqls...)
+	return ctx
+}
+func (r *requests) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *requests) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// touching returns the requests one of whose statements contains any of words.
+func (r *requests) touching(words ...string) [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out [][]string
+	for _, sqls := range r.sent {
+		if slices.ContainsFunc(sqls, func(s string) bool {
+			return slices.ContainsFunc(words, func(w string) bool { return strings.Contains(s, w) })
+		}) {
+			out = append(out, sqls)
+		}
+	}
+	return out
+}
+
+// TestAFirstTryIsOneRoundTripWhenItsWritesAreHeldBack: an event whose handler only holds writes back is
+// applied in one round trip, BEGIN, inbox write, the handler's write and COMMIT together, since the first
+// try does not wait for the inbox; its redelivery is still found in the inbox and skipped.
+func TestAFirstTryIsOneRoundTripWhenItsWritesAreHeldBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, 1)
+	sent := &requests{}
+	traced, err := postgres.Connect(ctx, f.pool.Config().ConnConfig.ConnString(), func(c *pgxpool.Config) { c.ConnConfig.Tracer = sent })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(traced.Close)
+	held := func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		_, err := postgres.Later(tx).Exec(ctx, `INSERT INTO applied (event_id, subject, seq) VALUES ($1, $2, 1)`, ev.ID, ev.Subject)
+		return err
+	}
+	tf := f
+	tf.pool = traced
+	c := tf.start(t, cancelledRouter(t, held), nil)
+	e := event(t, "o-1", 1)
+	f.produce(t, events.ToMessage("", e))
+	testenv.Eventually(t, 30*time.Second, "the event applied", func() bool { return c.Stats().Applied == 1 })
+
+	trips := sent.touching("INSERT INTO inbox", "inbox_record_new", "event_id = ANY", "INSERT INTO applied") // not the retention's DELETE
+	if len(trips) != 1 {
+		t.Fatalf("the event took %d round trips, want 1: %q", len(trips), trips)
+	}
+	want := []string{"begin", "inbox_record_new", "INSERT INTO applied", "commit"}
+	if got := trips[0]; len(got) != len(want) || !slices.EqualFunc(got, want, strings.Contains) {
+		t.Fatalf("the event's round trip sent %q, want statements containing %q in that order", got, want)
+	}
+
+	f.produce(t, events.ToMessage("", e))
+	testenv.Eventually(t, 30*time.Second, "the redelivery handled", func() bool { return c.Stats().Applied == 2 })
+	if n, s := f.appliedCount(t), c.Stats(); n != 1 || s.Duplicates != 1 {
+		t.Fatalf("after the redelivery: %d rows applied (want 1), stats %+v (want 1 duplicate)", n, s)
+	}
 }

@@ -215,15 +215,32 @@ func (e *handlerFailed) Unwrap() error { return e.err }
 // where its failure counts as an attempt and may dead-letter it. A handler failing outside a savepoint
 // returns *handlerFailed with nothing committed.
 func (w *worker) applyBatch(ctx context.Context, batch []routed, isolate int) (int, error) {
-	var tx pgx.Tx
-	var err error
-	if isolate < 0 {
-		// All of the batch commits or none of it, so its event ids can go into the inbox first, in the
-		// round trip of BEGIN: the ids the inbox already held are the duplicates.
-		tx, err = w.beginRecorded(ctx, batch)
-	} else {
-		tx, err = w.beginMarked(ctx, batch)
+	if isolate >= 0 {
+		return w.applyTx(ctx, batch, isolate, w.beginMarked)
 	}
+	// All of the batch commits or none of it, so its event ids can go into the inbox in its first round
+	// trip. Redeliveries and parked keys are rare, so that round trip is not waited for: the inbox write,
+	// which fails should the batch hold one, travels with the handlers' first statement (or the COMMIT).
+	// If it failed, the batch is tried again with an inbox write that tells the duplicates and the parked
+	// apart before the handlers run.
+	n, err := w.applyTx(ctx, batch, isolate, w.beginExpectingNew)
+	if err == nil || !unexpectedKnown(err) || ctx.Err() != nil {
+		return n, err
+	}
+	return w.applyTx(ctx, batch, isolate, w.beginRecorded)
+}
+
+// unexpectedKnown reports whether err, the failure of a batch begun with beginExpectingNew, may be its
+// inbox write finding a known event or a parked key: a handler that dropped the error its statement got
+// leaves only the failed COMMIT.
+func unexpectedKnown(err error) bool {
+	var hb *postgres.HeldBackError
+	return (errors.As(err, &hb) && hb.SQL == recordNewSQL) || errors.Is(err, pgx.ErrTxCommitRollback)
+}
+
+// applyTx applies batch in one transaction begun by begin; see applyBatch.
+func (w *worker) applyTx(ctx context.Context, batch []routed, isolate int, begin func(context.Context, []routed) (pgx.Tx, error)) (int, error) {
+	tx, err := begin(ctx, batch)
 	if err != nil {
 		return 0, err
 	}
@@ -345,25 +362,45 @@ recorded AS (
 	RETURNING event_id)
 SELECT event_id, NULL::text FROM recorded UNION ALL SELECT NULL::uuid, key FROM parked_keys`
 
-// beginRecorded begins a transaction and, in the same round trip, records the batch's event ids in the
-// inbox; the messages whose id was there already, or that repeat an earlier message of the batch, are
-// marked duplicates, and those whose key is parked are marked parked (they queue behind it).
-func (w *worker) beginRecorded(ctx context.Context, batch []routed) (pgx.Tx, error) {
-	var ids []uuid.UUID
-	var topics, keys []string
-	var partitions []int32
-	var offsets []int64
+// inboxRows returns the inbox columns of batch's messages that are not ignored, and their keys; a poison
+// message's key is "", so that it is dead-lettered even when its key is parked.
+func inboxRows(batch []routed) (ids []uuid.UUID, topics []string, partitions []int32, offsets []int64, keys []string) {
 	for _, r := range batch {
 		if r.skipped == ignored {
 			continue
 		}
 		key := string(r.m.Key)
 		if r.poison != nil {
-			key = "" // dead-lettered even when its key is parked
+			key = ""
 		}
 		ids, topics, keys = append(ids, r.id), append(topics, r.m.Topic), append(keys, key)
 		partitions, offsets = append(partitions, int32(r.m.Partition)), append(offsets, r.m.Offset)
 	}
+	return ids, topics, partitions, offsets, keys
+}
+
+// recordNewSQL records the batch's event ids in the inbox, and fails if one was there or a key is parked
+// (consumer/migrations/003).
+const recordNewSQL = `SELECT inbox_record_new($1, $2, $3, $4, $5, $6)`
+
+// beginExpectingNew begins a transaction that records the batch's event ids in the inbox, expecting them
+// all new: BEGIN and the inbox write are held back for the transaction's first round trip, and fail it
+// should one be known or its key parked (then nothing of the batch is marked; see applyBatch).
+func (w *worker) beginExpectingNew(ctx context.Context, batch []routed) (pgx.Tx, error) {
+	ids, topics, partitions, offsets, keys := inboxRows(batch)
+	tx, err := postgres.BeginLater(ctx, w.c.pool)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	tx.Later(recordNewSQL, w.c.cfg.Group, ids, topics, partitions, offsets, keys)
+	return tx, nil
+}
+
+// beginRecorded begins a transaction and, in the same round trip, records the batch's event ids in the
+// inbox; the messages whose id was there already, or that repeat an earlier message of the batch, are
+// marked duplicates, and those whose key is parked are marked parked (they queue behind it).
+func (w *worker) beginRecorded(ctx context.Context, batch []routed) (pgx.Tx, error) {
+	ids, topics, partitions, offsets, keys := inboxRows(batch)
 	recorded := make(map[uuid.UUID]bool, len(ids))
 	parkedKeys := map[string]bool{}
 	first := &pgx.Batch{}

@@ -25,7 +25,8 @@ type Tx struct {
 	later      pgx.Batch // statements held back for the next round trip (Later)
 	owners     []int     // of each held-back statement (Own)
 	owner      int
-	sent       int // held-back statements of the round trip in flight that succeeded
+	sent       int  // held-back statements of the round trip in flight that succeeded
+	unsent     bool // begun by BeginLater and nothing sent yet: there is nothing to roll back
 }
 
 // HeldBackError is the failure of a statement held back by Later, reported by the statement or commit
@@ -59,6 +60,19 @@ func BeginWith(ctx context.Context, pool *pgxpool.Pool, first *pgx.Batch) (*Tx, 
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	return tx, nil
+}
+
+// BeginLater acquires a connection and holds BEGIN back (Later): it goes out with the transaction's first
+// statement, query or COMMIT, so a transaction whose statements are all held back costs one round trip.
+// Statements held back before Own is called are owned by -1.
+func BeginLater(ctx context.Context, pool *pgxpool.Pool) (*Tx, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquire connection: %w", err)
+	}
+	tx := &Tx{conn: conn, owner: -1, unsent: true}
+	tx.Later("begin")
 	return tx, nil
 }
 
@@ -116,8 +130,12 @@ func (t *Tx) Rollback(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	t.closed = true
+	unsent := t.unsent
 	t.takeLater()
 	defer t.conn.Release()
+	if unsent { // BEGIN never went out
+		return nil
+	}
 	_, err := t.conn.Exec(ctx, "rollback")
 	return err
 }
@@ -138,7 +156,7 @@ func (t *Tx) Own(owner int) { t.owner = owner }
 // takeLater returns the statements held back, and their owners, and forgets them.
 func (t *Tx) takeLater() ([]*pgx.QueuedQuery, []int) {
 	q, o := t.later.QueuedQueries, t.owners
-	t.later, t.owners, t.sent = pgx.Batch{}, nil, 0
+	t.later, t.owners, t.sent, t.unsent = pgx.Batch{}, nil, 0, false
 	return q, o
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -222,5 +223,105 @@ func TestTxLaterStatementsGoWithTheNextRoundTrip(t *testing.T) {
 	defer ptx.Rollback(ctx)
 	if _, err := postgres.Later(ptx).Exec(ctx, `INSERT INTO t VALUES (1)`); err == nil {
 		t.Fatal("Later on a pgx transaction did not run the statement at once")
+	}
+}
+
+// roundTrips counts the requests a connection sends: each query, statement or batch is one round trip.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// TestBeginLaterSendsBeginWithTheFirstRoundTrip: a transaction begun with BeginLater whose statements are
+// all held back is one round trip, and a transaction (a failing statement undoes the ones before it); one
+// rolled back before anything went out costs no round trip and leaves its connection idle.
+func TestBeginLaterSendsBeginWithTheFirstRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	trips := &roundTrips{}
+	pool, err := postgres.Connect(ctx, testenv.DatabaseURL(t), func(c *pgxpool.Config) {
+		c.MaxConns = 1
+		c.ConnConfig.Tracer = trips
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `CREATE TABLE t (n int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (n int) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	before := trips.n.Load()
+	tx, err := postgres.BeginLater(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Later(`INSERT INTO t VALUES (1)`)
+	tx.Later(`INSERT INTO t VALUES (2)`)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := trips.n.Load() - before; n != 1 {
+		t.Errorf("a transaction of held-back statements took %d round trips, want 1", n)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d rows committed, want 2", n)
+	}
+
+	// The held-back BEGIN makes them one transaction: the duplicate undoes the insert before it.
+	tx, err = postgres.BeginLater(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Later(`INSERT INTO t VALUES (3)`)
+	tx.Later(`INSERT INTO t VALUES (1)`)
+	var hb *postgres.HeldBackError
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (4)`); !errors.As(err, &hb) || hb.Owner != -1 {
+		t.Fatalf("a statement after a held-back duplicate: %v, want a HeldBackError of owner -1", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d rows after the failed transaction, want 2", n)
+	}
+
+	// Rolled back before its first round trip: nothing is sent, and the connection is not in a transaction.
+	tx, err = postgres.BeginLater(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Later(`INSERT INTO t VALUES (5)`)
+	before = trips.n.Load()
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := trips.n.Load() - before; n != 0 {
+		t.Errorf("rolling back an unsent transaction took %d round trips, want 0", n)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status := conn.Conn().PgConn().TxStatus(); status != 'I' {
+		t.Errorf("the connection after the unsent rollback has transaction status %q, want idle", status)
+	}
+	conn.Release()
+	if n := count(); n != 2 {
+		t.Fatalf("%d rows after the unsent transaction, want 2", n)
 	}
 }
