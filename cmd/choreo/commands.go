@@ -109,7 +109,8 @@ func startEmbedded(ctx context.Context, cfg Config, log zerolog.Logger) (Config,
 		}
 		stops = append(stops, broker.Close)
 		cfg.KafkaBrokers = broker.Brokers()
-		cfg.KafkaConn = kafkaconn.Config{} // the embedded broker speaks plaintext
+		// The embedded broker speaks plaintext; this process's clients reach it in memory.
+		cfg.KafkaConn = kafkaconn.Config{Dial: broker.Dial}
 		log.Info().Strs("brokers", cfg.KafkaBrokers).Str("data", dir).Msg("embedded Kafka started")
 	}
 	if cfg.DatabaseURL == "" {

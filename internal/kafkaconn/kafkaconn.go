@@ -4,10 +4,12 @@
 package kafkaconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -22,6 +24,9 @@ import (
 type Config struct {
 	TLS  *tls.Config    // nil: no TLS
 	SASL sasl.Mechanism // nil: no authentication
+	// Dial opens connections instead of the network (nil: the network); the embedded broker hands its
+	// in-process clients one that connects in memory.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // Secured reports whether connections use TLS or SASL.
@@ -30,7 +35,7 @@ func (c Config) Secured() bool { return c.TLS != nil || c.SASL != nil }
 // Dialer returns a dialer (for kafka-go Readers and Conns) with kafka.DefaultDialer's timeouts and this
 // security.
 func (c Config) Dialer() *kafka.Dialer {
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: c.tls(), SASLMechanism: c.SASL}
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: c.tls(), SASLMechanism: c.SASL, DialFunc: c.Dial}
 }
 
 // Transport sets this security on t (a new transport when t is nil) and returns it, for kafka-go Writers
@@ -40,6 +45,9 @@ func (c Config) Transport(t *kafka.Transport) *kafka.Transport {
 		t = &kafka.Transport{}
 	}
 	t.TLS, t.SASL = c.tls(), c.SASL
+	if c.Dial != nil {
+		t.Dial = c.Dial
+	}
 	return t
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/choreo-dev/choreo/internal/devstack/kafkaembed"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
+	"github.com/choreo-dev/choreo/internal/kafkaconn"
 )
 
 const (
@@ -207,5 +208,71 @@ func TestStartWaitsForThePortToBeFreed(t *testing.T) {
 	held.Close()
 	if err := <-started; err != nil {
 		t.Fatalf("Start on a port freed meanwhile: %v", err)
+	}
+}
+
+// TestClientsInTheProcessConnectInMemory: a client given Broker.Dial reaches the broker through an
+// in-memory connection (produce, group consume and commit work over it) while other processes' clients
+// still connect over TCP; Dial reaches the broker again after a Restart, reaches other addresses over the
+// network, and fails once the broker is closed.
+func TestClientsInTheProcessConnectInMemory(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	b := start(t, kafkaembed.Config{DataDir: t.TempDir()}) // the topic outlives the Restart
+	brokers := b.Brokers()
+	if err := kafkaadmin.EnsureTopics(ctx, brokers, kafkaadmin.Topic{Name: topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Dial(ctx, "tcp", brokers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.RemoteAddr().Network(); got != "pipe" {
+		t.Errorf("Dial to the broker gave a %q connection, want an in-memory pipe", got)
+	}
+	_ = c.Close()
+
+	mem := kafkaconn.Config{Dial: b.Dial}
+	inMemory := func(value string) {
+		w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, RequiredAcks: kafka.RequireAll, Transport: mem.Transport(nil)}
+		defer w.Close()
+		if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("order-1"), Value: []byte(value)}); err != nil {
+			t.Fatalf("produce %q in memory: %v", value, err)
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, GroupID: group, StartOffset: kafka.FirstOffset,
+			MaxWait: maxWait, Dialer: mem.Dialer()})
+		defer r.Close()
+		m, err := r.ReadMessage(ctx)
+		if err != nil || string(m.Value) != value {
+			t.Fatalf("consumed %q, %v in memory; want %q", m.Value, err, value)
+		}
+	}
+	inMemory("first")
+	if got := committedOffset(t, brokers); got != 1 { // over TCP, as another process sees it
+		t.Errorf("committed offset seen over TCP = %d, want 1", got)
+	}
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	inMemory("second")
+
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	c, err = b.Dial(ctx, "tcp", other.Addr().String())
+	if err != nil {
+		t.Fatalf("Dial to another address: %v", err)
+	}
+	if got := c.RemoteAddr().String(); got != other.Addr().String() {
+		t.Errorf("Dial to %s reached %s", other.Addr(), got)
+	}
+	_ = c.Close()
+
+	b.Close()
+	if c, err := b.Dial(ctx, "tcp", brokers[0]); err == nil {
+		_ = c.Close()
+		t.Error("Dial to a closed broker succeeded")
 	}
 }
