@@ -125,35 +125,37 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest, opts PlaceOptions
 		ev.TraceParent = events.NewTraceParent()
 	}
 
-	// Two round trips: BEGIN with the inserts, then the event with COMMIT. A key already taken is found by
-	// its insert, not looked up first: a new key, the common case, costs no extra query.
+	// One round trip: BEGIN, the inserts, the event and COMMIT go together. A key already taken is found by
+	// its insert failing, not looked up first: a new key, the common case, costs no extra query.
 	items, _ := json.Marshal(req.Items) // plain structs: cannot fail
-	first := &pgx.Batch{}
-	first.Queue(`INSERT INTO orders (id, customer_id, status, items, correlation_id, deadline) VALUES ($1, $2, $3, $4, $5, $6)`,
-		id, req.CustomerID, Pending, items, ev.CorrelationID, deadline)
-	keyTaken := false
-	if idempotencyKey != "" {
-		first.Queue(`INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-			idempotencyKey, hash[:], id).Exec(func(tag pgconn.CommandTag) error { keyTaken = tag.RowsAffected() == 0; return nil })
-	}
-	tx, err := postgres.BeginWith(ctx, s.pool, first)
+	tx, err := postgres.BeginLater(ctx, s.pool)
 	if err != nil {
 		return Placed{}, fmt.Errorf("insert order %s: %w", id, err)
 	}
 	defer tx.Rollback(ctx)
-	if keyTaken { // a request with this key was placed before (or concurrently, and committed first)
-		_ = tx.Rollback(ctx)
-		p, _, err := s.byIdempotencyKey(ctx, idempotencyKey, hash[:])
-		return p, err
+	tx.Later(`INSERT INTO orders (id, customer_id, status, items, correlation_id, deadline) VALUES ($1, $2, $3, $4, $5, $6)`,
+		id, req.CustomerID, Pending, items, ev.CorrelationID, deadline)
+	if idempotencyKey != "" {
+		tx.Later(`INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3)`, idempotencyKey, hash[:], id)
 	}
 	if err := outbox.Append(ctx, postgres.Later(tx), s.emit.Topic, ev); err != nil {
 		return Placed{}, fmt.Errorf("publish order.placed for %s: %w", id, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
+		if idempotencyKey != "" && keyTaken(err) { // placed before (or concurrently, and committed first)
+			p, _, err := s.byIdempotencyKey(ctx, idempotencyKey, hash[:])
+			return p, err
+		}
 		return Placed{}, fmt.Errorf("commit order %s: %w", id, err)
 	}
 	s.deadlines.announce(deadline)
 	return Placed{ID: id, Status: Pending}, nil
+}
+
+// keyTaken reports whether err is the idempotency key's insert finding the key taken (unique_violation).
+func keyTaken(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "idempotency_keys_pkey"
 }
 
 func (s *Service) byIdempotencyKey(ctx context.Context, key string, hash []byte) (Placed, bool, error) {
