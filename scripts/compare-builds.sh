@@ -76,6 +76,7 @@ wait_ready() { # NAME
 }
 
 hz=$(getconf CLK_TCK)
+diffs=()
 for round in $(seq 1 "$rounds"); do
 	if ((round % 2)); then order=(old new); else order=(new old); fi
 	echo "round $round/$rounds: $rate orders/s each for ${secs}s (${order[0]} started first)" >&2
@@ -106,7 +107,19 @@ for round in $(seq 1 "$rounds"); do
 			'BEGIN { printf "  %-3s CPU %% of a core: Go %3.0f, Postgres %3.0f, both %3.0f", n, g/hz/t*100, p/hz/t*100, (g+p)/hz/t*100 }'
 		echo " | $(grep -ao 'finished [0-9]* ([0-9.]*%' "$work/$name.load" | head -1)) $(grep -a 'latency' "$work/$name.load" | sed 's/.*event: //')"
 	done
+	# new minus old, in points of a core, for the summary
+	diffs+=("$(awk -v og=$((old_go1 - old_go0)) -v op=$((old_pg1 - old_pg0)) -v ng=$((new_go1 - new_go0)) -v np=$((new_pg1 - new_pg0)) \
+		-v t="$window" -v hz="$hz" 'BEGIN { f = 100 / hz / t; printf "%.1f %.1f %.1f", (ng-og)*f, (np-op)*f, (ng+np-og-op)*f }')")
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; done
 	pids=()
 done
+# Per round, NEW minus OLD in points of one core; a change is its sign holding over the rounds.
+printf '%s\n' "${diffs[@]}" | awk '
+	{ for (i = 1; i <= 3; i++) { sum[i] += $i; if ($i < 0) less[i]++; d[i] = d[i] sprintf(" %+.0f", $i) } }
+	END {
+		split("Go,Postgres,both", what, ",")
+		print "new minus old, points of a core per round (negative: new uses less):"
+		for (i = 1; i <= 3; i++)
+			printf "  %-8s %s  (mean %+.1f; lower in %d of %d rounds)\n", what[i], d[i], sum[i] / NR, less[i], NR
+	}'
