@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,7 +233,16 @@ func TestClientsInTheProcessConnectInMemory(t *testing.T) {
 	}
 	_ = c.Close()
 
-	mem := kafkaconn.Config{Dial: b.Dial}
+	var pipes, others atomic.Int64 // the connections the clients below open, by kind
+	mem := kafkaconn.Config{Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := b.Dial(ctx, network, address)
+		if err == nil && c.RemoteAddr().Network() == "pipe" {
+			pipes.Add(1)
+		} else {
+			others.Add(1)
+		}
+		return c, err
+	}}
 	inMemory := func(value string) {
 		w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, RequiredAcks: kafka.RequireAll, Transport: mem.Transport(nil)}
 		defer w.Close()
@@ -255,6 +265,9 @@ func TestClientsInTheProcessConnectInMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	inMemory("second")
+	if pipes.Load() == 0 || others.Load() != 0 {
+		t.Errorf("the clients opened %d in-memory connections and %d others; want all in memory", pipes.Load(), others.Load())
+	}
 
 	other, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
