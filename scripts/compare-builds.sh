@@ -116,7 +116,7 @@ for round in $(seq 1 "$rounds"); do
 done
 # Per round, NEW minus OLD in points of one core; a change is its sign holding over the rounds.
 printf '%s\n' "${diffs[@]}" | awk '
-	{ for (i = 1; i <= 3; i++) { sum[i] += $i; if ($i < 0) less[i]++; d[i] = d[i] sprintf(" %+.0f", $i) } }
+	{ for (i = 1; i <= 3; i++) { sum[i] += $i; if ($i < 0) less[i]++; d[i] = d[i] sprintf(" %+.1f", $i) } }
 	END {
 		split("Go,Postgres,both", what, ",")
 		print "new minus old, points of a core per round (negative: new uses less):"
