@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,8 +51,7 @@ type Broker struct {
 
 	mu      sync.Mutex
 	cluster *kfake.Cluster
-	memMu   sync.Mutex
-	mem     *memListener // the listener of the running cluster, for Dial
+	mem     atomic.Pointer[memListener] // the listener of the running cluster, for Dial
 	lock    *dirlock.Lock
 }
 
@@ -108,9 +108,7 @@ func (b *Broker) listen(network string) (net.Listener, error) {
 		l, err := net.Listen(network, b.addr)
 		if err == nil {
 			m := newMemListener(l)
-			b.memMu.Lock()
-			b.mem = m
-			b.memMu.Unlock()
+			b.mem.Store(m)
 			return m, nil
 		}
 		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
@@ -127,9 +125,7 @@ func (b *Broker) listen(network string) (net.Listener, error) {
 // to this process's clients (kafkaconn.Config.Dial), it spares each request and response the system calls
 // and wake-ups of loopback TCP; other processes connect over TCP as before.
 func (b *Broker) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	b.memMu.Lock()
-	m := b.mem
-	b.memMu.Unlock()
+	m := b.mem.Load()
 	if address != b.addr || m == nil {
 		var d net.Dialer
 		return d.DialContext(ctx, network, address)
