@@ -67,6 +67,10 @@ type Config struct {
 	// per interval instead of once per arrival; each hop may wait up to the interval for that. A batch
 	// after a quiet spell (no transaction started within the interval) starts at once.
 	ApplyInterval time.Duration
+	// Linger is how long a batch made only of events the Router marks Unhurried may wait for more events
+	// before it is applied (default 0: it does not wait). What arrives meanwhile joins it; the first event
+	// of another type, or a full batch, ends the wait at once, so the saga's critical path never waits.
+	Linger time.Duration
 
 	SessionTimeout    time.Duration // consumer group session timeout (default 10s)
 	RebalanceTimeout  time.Duration // default 10s

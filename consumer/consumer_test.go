@@ -821,3 +821,110 @@ func TestAFirstTryIsOneRoundTripWhenItsWritesAreHeldBack(t *testing.T) {
 		t.Fatalf("after the redelivery: %d rows applied (want 1), stats %+v (want 1 duplicate)", n, s)
 	}
 }
+
+// lingerFixture starts a consumer over three partitions whose router applies order.cancelled, marked
+// Unhurried, and order.confirmed, not marked, recording each event's transaction in applied_in.
+func lingerFixture(t *testing.T, linger time.Duration) fixture {
+	t.Helper()
+	f := newFixture(t, 3)
+	if _, err := f.pool.Exec(context.Background(), `CREATE TABLE applied_in (event_id uuid PRIMARY KEY, type text NOT NULL, txid bigint NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	inTx := func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+		_, err := tx.Exec(ctx, `INSERT INTO applied_in VALUES ($1, $2, txid_current())`, ev.ID, ev.Type)
+		return err
+	}
+	r := cancelledRouter(t, inTx)
+	r.OnEach(inTx, events.OrderConfirmed{})
+	r.Unhurried(events.OrderCancelled{})
+	f.start(t, r, func(c *consumer.Config) { c.Linger = linger })
+	return f
+}
+
+func confirmed(t *testing.T, subject string) kafka.Message {
+	t.Helper()
+	e, err := events.New("test", subject, events.OrderConfirmed{OrderID: subject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events.ToMessage("", e)
+}
+
+// appliedIn returns how many events of each type applied_in holds, and in how many transactions.
+func (f fixture) appliedIn(t *testing.T) (byType map[string]int, txs int) {
+	t.Helper()
+	byType = map[string]int{}
+	rows, err := f.pool.Query(context.Background(), `SELECT type, count(*), (SELECT count(DISTINCT txid) FROM applied_in) FROM applied_in GROUP BY type`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var typ string
+		var n int
+		if err := rows.Scan(&typ, &n, &txs); err != nil {
+			t.Fatal(err)
+		}
+		byType[typ] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return byType, txs
+}
+
+// TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction: a batch of unhurried events waits (here
+// for as long as the test could run) while other partitions go on; the first event of another type on
+// their partition ends the wait at once, and all of them commit in one transaction.
+func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.T) {
+	t.Parallel()
+	f := lingerFixture(t, time.Hour)
+	for i := range 5 { // one by one: applied at once, each would be a transaction
+		f.produce(t, events.ToMessage("", event(t, fmt.Sprintf("p0/o-%d", i), i)))
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Partition 1's event on the path is applied meanwhile; partition 0's still wait.
+	f.produce(t, confirmed(t, "p1/o-other"))
+	testenv.Eventually(t, 30*time.Second, "the other partition's event applied", func() bool {
+		got, _ := f.appliedIn(t)
+		return got["order.confirmed"] == 1
+	})
+	if got, _ := f.appliedIn(t); got["order.cancelled"] != 0 {
+		t.Fatalf("%d unhurried events applied before an event on the path came or their hour was over", got["order.cancelled"])
+	}
+	f.produce(t, confirmed(t, "p0/o-next"))
+	var got map[string]int
+	var txs int
+	testenv.Eventually(t, 30*time.Second, "the waiting events applied with the one that ended the wait", func() bool {
+		got, txs = f.appliedIn(t)
+		return got["order.confirmed"] == 2
+	})
+	if got["order.cancelled"] != 5 || txs != 2 {
+		t.Errorf("applied %v in %d transactions; want the 5 waiting events in the transaction of the event that came next (2 in all)", got, txs)
+	}
+}
+
+// TestUnhurriedEventsAloneAreAppliedOnceTheLingerIsOver: with no event on the path to end the wait,
+// unhurried events that arrive one by one are applied when the linger is over, together.
+func TestUnhurriedEventsAloneAreAppliedOnceTheLingerIsOver(t *testing.T) {
+	t.Parallel()
+	const linger = 500 * time.Millisecond
+	f := lingerFixture(t, linger)
+	began := time.Now()
+	for i := range 10 {
+		f.produce(t, events.ToMessage("", event(t, fmt.Sprintf("p0/o-%d", i), i)))
+		time.Sleep(10 * time.Millisecond)
+	}
+	spread := time.Since(began)
+	var got map[string]int
+	var txs int
+	testenv.Eventually(t, 30*time.Second, "every event applied", func() bool {
+		got, txs = f.appliedIn(t)
+		return got["order.cancelled"] == 10
+	})
+	// One transaction per linger while they arrive, and the last ones: a few, not one per event.
+	if most := int(spread/linger) + 2; txs > most {
+		t.Errorf("10 events sent over %v took %d transactions; with a %v linger at most %d", spread, txs, linger, most)
+	}
+	t.Logf("10 events sent over %v in %d transactions", spread, txs)
+}

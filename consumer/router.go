@@ -31,10 +31,11 @@ type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
 // receives the payload it was written for. An event with no route is counted as ignored: a service's topics
 // carry the other event types of their emitters, which it has no business with.
 type Router struct {
-	reg    *events.Registry
-	routes map[string]Handler
-	def    Handler
-	scope  BatchScope
+	reg       *events.Registry
+	routes    map[string]Handler
+	def       Handler
+	scope     BatchScope
+	unhurried map[string]bool // event types that may wait Config.Linger to share a transaction
 }
 
 // BatchScope is a service's work that spans a batch transaction rather than one event: Begin runs before
@@ -48,7 +49,7 @@ type BatchScope interface {
 
 // NewRouter returns a router that decodes payloads with reg.
 func NewRouter(reg *events.Registry) *Router {
-	return &Router{reg: reg, routes: map[string]Handler{}}
+	return &Router{reg: reg, routes: map[string]Handler{}, unhurried: map[string]bool{}}
 }
 
 // On routes events whose payload is P to h, which receives the payload typed.
@@ -77,6 +78,32 @@ func (r *Router) OnEach(h Handler, prototypes ...events.Payload) {
 // the end of their transaction. The rows of one order need no such care: all its events reach one worker
 // (see worker).
 func (r *Router) Scope(s BatchScope) { r.scope = s }
+
+// Unhurried marks the prototypes' event types as off the saga's critical path: nothing waits for the
+// service's reaction to them soon (a record a later step reads, a reaction to the order's outcome). A batch
+// made only of such events waits up to Config.Linger for more events to share its transaction; the first
+// event of another type ends the wait. So a record that a later event of the same order needs commits with
+// that event, and reactions to outcomes commit several at a time, instead of each paying for a transaction,
+// a relay read and a Kafka write of its own.
+func (r *Router) Unhurried(prototypes ...events.Payload) {
+	for _, p := range prototypes {
+		r.unhurried[p.EventType()] = true
+	}
+}
+
+// isUnhurried reports whether m is an event of a type marked Unhurried, reading only its type header (a
+// message without one is not: it goes on at once, to be dead-lettered if it is poison).
+func (r *Router) isUnhurried(m kafka.Message) bool {
+	if len(r.unhurried) == 0 {
+		return false
+	}
+	for _, h := range m.Headers {
+		if h.Key == events.HeaderType {
+			return r.unhurried[string(h.Value)]
+		}
+	}
+	return false
+}
 
 // Default routes every event without a route of its own to h, whose payload is nil when the registry does
 // not know the type (a projection records every event of a saga, known or not).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -53,6 +54,7 @@ func keyOf(m kafka.Message) msgKey { return msgKey{m.Topic, m.Offset} }
 func (w *worker) run(stop, ctx context.Context) {
 	w.attempts = map[msgKey]int{}
 	batch := make([]kafka.Message, 0, w.c.cfg.BatchSize)
+	var linger *time.Timer // made on the first wait
 	for {
 		select {
 		case m := <-w.in:
@@ -69,10 +71,50 @@ func (w *worker) run(stop, ctx context.Context) {
 				break fill
 			}
 		}
+		if d := w.c.cfg.Linger; d > 0 && w.unhurried(batch) {
+			if linger == nil {
+				linger = time.NewTimer(d)
+				defer linger.Stop()
+			} else {
+				linger.Reset(d)
+			}
+			batch = w.linger(stop, batch, linger)
+		}
 		if !w.process(stop, ctx, batch) {
 			return
 		}
 	}
+}
+
+// unhurried reports whether every message of batch is of a type the router marks Unhurried.
+func (w *worker) unhurried(batch []kafka.Message) bool {
+	for _, m := range batch {
+		if !w.c.router.isUnhurried(m) {
+			return false
+		}
+	}
+	return true
+}
+
+// linger adds to batch, made only of unhurried events, what arrives until timer fires, the batch is full,
+// stop ends or an event that is not unhurried arrives (which goes in too): the batch is then applied as one
+// transaction. Stopping ends the wait, not the batch: it is finished like any batch in hand.
+func (w *worker) linger(stop context.Context, batch []kafka.Message, timer *time.Timer) []kafka.Message {
+	defer timer.Stop()
+	for len(batch) < w.c.cfg.BatchSize {
+		select {
+		case m := <-w.in:
+			batch = append(batch, m)
+			if !w.c.router.isUnhurried(m) {
+				return batch
+			}
+		case <-timer.C:
+			return batch
+		case <-stop.Done():
+			return batch
+		}
+	}
+	return batch
 }
 
 // process applies msgs, retrying until all are applied and their offsets committed; false once stop or ctx

@@ -70,7 +70,9 @@ func systemConfig(cfg Config) system.Config {
 }
 
 // tuneConsumer applies the consumer settings to a service's consumer config.
-func (c Config) tuneConsumer(cc *consumer.Config) { cc.ApplyInterval = c.ApplyInterval }
+func (c Config) tuneConsumer(cc *consumer.Config) {
+	cc.ApplyInterval, cc.Linger = c.ApplyInterval, c.Linger
+}
 
 // DemoEmail is the demo customer `choreo run` seeds.
 const DemoEmail = "demo@choreo.local"

@@ -55,6 +55,7 @@ func (s *Service) Handlers(r *consumer.Router) {
 	consumer.On(r, s.reserve)
 	r.OnEach(s.release, events.PaymentDeclined{}, events.ShipmentFailed{}, events.OrderCancelled{})
 	r.OnEach(s.sell, events.OrderConfirmed{})
+	r.Unhurried(events.OrderConfirmed{}) // the sale follows the outcome; a release (compensation) frees stock at once
 }
 
 // Routes registers the catalog API.

@@ -89,6 +89,9 @@ func (s *Service) Handlers(r *consumer.Router) {
 	r.Scope(customerLocks{})
 	consumer.On(r, s.rememberCustomer)
 	r.OnEach(s.notify, events.OrderConfirmed{}, events.OrderCancelled{})
+	// The record and the outcomes come after the order's final state is known or before it is needed: a
+	// message may leave a moment later, several orders' in one transaction.
+	r.Unhurried(events.OrderPlaced{}, events.OrderConfirmed{}, events.OrderCancelled{})
 	consumer.On(r, s.onRegistered)
 	consumer.On(r, s.onUpdated)
 }

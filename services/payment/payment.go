@@ -82,6 +82,7 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 // Handlers registers the payment reactions.
 func (s *Service) Handlers(r *consumer.Router) {
 	consumer.On(r, s.onPlaced)
+	r.Unhurried(events.OrderPlaced{}) // a record: it commits with the stock or the approval that needs it
 	consumer.On(r, s.onReserved)
 	consumer.On(r, s.onApproved)
 	consumer.On(r, s.onCreditLimit)
