@@ -46,7 +46,7 @@ func TestEachCommandReadsItsOwnSettings(t *testing.T) {
 	kafkaConn := []string{"KAFKA_TLS", "KAFKA_TLS_CA_FILE", "KAFKA_TLS_CERT_FILE", "KAFKA_TLS_KEY_FILE", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
 	// Every hosted service exports spans when an OTLP endpoint is set.
 	tracing := []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS"}
-	shared := slices.Concat([]string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "KAFKA_PARTITIONS", "CONSUMER_APPLY_INTERVAL"}, kafkaConn, tracing)
+	shared := slices.Concat([]string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "KAFKA_PARTITIONS", "CONSUMER_APPLY_INTERVAL", "CONSUMER_LINGER"}, kafkaConn, tracing)
 	// The processes that serve the public API verify bearer tokens.
 	auth := []string{"OPERATOR_TOKEN", "AUTH_HMAC_SECRET", "AUTH_JWKS_URL", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_DISABLED"}
 	cases := map[string][]string{
