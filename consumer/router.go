@@ -91,6 +91,9 @@ func (r *Router) Unhurried(prototypes ...events.Payload) {
 	}
 }
 
+// UnhurriedTypes returns the event types marked Unhurried, sorted.
+func (r *Router) UnhurriedTypes() []string { return slices.Sorted(maps.Keys(r.unhurried)) }
+
 // isUnhurried reports whether m is an event of a type marked Unhurried, reading only its type header (a
 // message without one is not: it goes on at once, to be dead-lettered if it is poison).
 func (r *Router) isUnhurried(m kafka.Message) bool {

@@ -136,6 +136,45 @@ func Emitter(eventType string) string {
 	return ""
 }
 
+// Unhurried returns the event types service reacts to only off the order saga's critical path, sorted:
+// a record of an order's event that a later step of the same order reads, or a step taken after the
+// order's outcome. No step waits for these soon, so the service's consumer may let them wait for other
+// events to share a transaction (consumer.Router.Unhurried). A compensation is never among them (a release
+// frees stock others may need), nor a record of a customer's lifecycle (keyed by customer, not order, so no
+// later event of the same key ends its wait).
+func Unhurried(service string) []string {
+	saga := OrderSaga()
+	var outcomes, lifecycle []string
+	for _, r := range saga {
+		switch r.Kind {
+		case Outcome:
+			outcomes = append(outcomes, r.Emits...)
+		case Lifecycle:
+			lifecycle = append(lifecycle, r.Emits...)
+		}
+	}
+	off := map[string]bool{}
+	for _, r := range saga {
+		if r.Service != service || !r.IsEvent() {
+			continue
+		}
+		ok := (r.Kind == Record && !slices.Contains(lifecycle, r.Trigger)) ||
+			(r.Kind == Forward && slices.Contains(outcomes, r.Trigger))
+		if seen, known := off[r.Trigger]; known {
+			ok = ok && seen // every reaction to the type must be off the path
+		}
+		off[r.Trigger] = ok
+	}
+	var types []string
+	for t, ok := range off {
+		if ok {
+			types = append(types, t)
+		}
+	}
+	sort.Strings(types)
+	return types
+}
+
 // ReactionsOf returns the event types service reacts to, sorted.
 func ReactionsOf(service string) []string {
 	var types []string

@@ -68,3 +68,20 @@ func TestDocIsCurrent(t *testing.T) {
 		t.Fatal("docs/saga.md is stale: go run ./cmd/choreo saga > docs/saga.md")
 	}
 }
+
+// TestUnhurried: records of an order's events and the steps after its outcome are off the critical path;
+// a compensation, a step on the path and a record of a customer's lifecycle are not.
+func TestUnhurried(t *testing.T) {
+	for service, want := range map[string][]string{
+		Inventory:    {"order.confirmed"},                                    // the sale; not its releases
+		Payment:      {"order.placed"},                                       // not the credit limit, a lifecycle record
+		Shipping:     {"order.placed"},                                       // not order.cancelled, a compensation
+		Notification: {"order.cancelled", "order.confirmed", "order.placed"}, // not customer.updated
+		Order:        nil,
+		Customer:     nil,
+	} {
+		if got := Unhurried(service); !slices.Equal(got, want) {
+			t.Errorf("Unhurried(%s) = %v, want %v", service, got, want)
+		}
+	}
+}

@@ -20,7 +20,10 @@ var validConfig = system.Config{Order: order.Config{Deadline: time.Minute}, Ship
 
 // registered builds spec's service without a database (registering handlers touches none) and returns
 // the event types it routes.
-func registered(t *testing.T, spec host.Spec) []string {
+func registered(t *testing.T, spec host.Spec) []string { return router(t, spec).Reactions() }
+
+// router returns the router spec's service registers its handlers with.
+func router(t *testing.T, spec host.Spec) *consumer.Router {
 	t.Helper()
 	reg, err := events.Catalog()
 	if err != nil {
@@ -32,7 +35,7 @@ func registered(t *testing.T, spec host.Spec) []string {
 	}
 	r := consumer.NewRouter(reg)
 	svc.Handlers(r)
-	return r.Reactions()
+	return r
 }
 
 // reactionDiff returns the table's reactions without a handler and the handlers without a reaction.
@@ -66,6 +69,9 @@ func TestHandlersMatchTheSaga(t *testing.T) {
 			}
 			for _, e := range unlisted {
 				t.Errorf("%s handles %s, which the saga (sagas.OrderSaga) does not list as its reaction", spec.Name, e)
+			}
+			if got, want := router(t, spec).UnhurriedTypes(), sagas.Unhurried(spec.Name); !slices.Equal(got, want) {
+				t.Errorf("%s marks %v unhurried; off the saga's critical path (sagas.Unhurried) are %v", spec.Name, got, want)
 			}
 			if !slices.Equal(spec.Consumes, sagas.Subscriptions(spec.Name)) {
 				t.Errorf("%s consumes %v, the saga says %v", spec.Name, spec.Consumes, sagas.Subscriptions(spec.Name))
