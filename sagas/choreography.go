@@ -143,18 +143,15 @@ func Emitter(eventType string) string {
 // frees stock others may need), nor a record of a customer's lifecycle (keyed by customer, not order, so no
 // later event of the same key ends its wait).
 func Unhurried(service string) []string {
-	saga := OrderSaga()
-	var outcomes, lifecycle []string
-	for _, r := range saga {
-		switch r.Kind {
-		case Outcome:
+	var outcomes []string
+	for _, r := range OrderSaga() {
+		if r.Kind == Outcome {
 			outcomes = append(outcomes, r.Emits...)
-		case Lifecycle:
-			lifecycle = append(lifecycle, r.Emits...)
 		}
 	}
+	lifecycle := lifecycleEvents()
 	off := map[string]bool{}
-	for _, r := range saga {
+	for _, r := range OrderSaga() {
 		if r.Service != service || !r.IsEvent() {
 			continue
 		}
@@ -173,6 +170,17 @@ func Unhurried(service string) []string {
 	}
 	sort.Strings(types)
 	return types
+}
+
+// lifecycleEvents are the events of a customer's lifecycle, outside any order's saga.
+func lifecycleEvents() []string {
+	var es []string
+	for _, r := range OrderSaga() {
+		if r.Kind == Lifecycle {
+			es = append(es, r.Emits...)
+		}
+	}
+	return es
 }
 
 // ReactionsOf returns the event types service reacts to, sorted.

@@ -2,6 +2,7 @@ package sagas
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -28,7 +29,7 @@ func Markdown() string {
 		}
 	}
 	b.WriteString("```\n\n")
-	b.WriteString("| service | reacts to | does | may emit | kind |\n| --- | --- | --- | --- | --- |\n")
+	b.WriteString("| service | reacts to | does | may emit | kind | may wait |\n| --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range OrderSaga() {
 		emits := "—"
 		if len(r.Emits) > 0 {
@@ -38,8 +39,15 @@ func Markdown() string {
 		if r.IsEvent() {
 			trigger = "`" + trigger + "`"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.Service, trigger, r.Action, emits, r.Kind)
+		wait := "no"
+		if slices.Contains(Unhurried(r.Service), r.Trigger) {
+			wait = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.Service, trigger, r.Action, emits, r.Kind, wait)
 	}
+	b.WriteString("\n*May wait*: the reaction is off the saga's critical path (a record of an order's event that a later step reads, " +
+		"or a step after the order's outcome), so it may wait, up to `CONSUMER_LINGER`, for the service's next event " +
+		"to share its transaction (`sagas.Unhurried`, `consumer.Router.Unhurried`). Compensations never wait.\n")
 	b.WriteString("\n## Topics each service consumes\n\n| service | publishes to | consumes |\n| --- | --- | --- |\n")
 	for _, s := range Services() {
 		fmt.Fprintf(&b, "| %s | `%s` | `%s` |\n", s, Topic(s), strings.Join(Subscriptions(s), "`, `"))
