@@ -61,6 +61,7 @@ func baseConfig(t testing.TB) system.Config {
 			Consumer: func(c *consumer.Config) {
 				c.BackoffMin, c.BackoffMax = 10*time.Millisecond, 200*time.Millisecond
 				c.SessionTimeout, c.RebalanceTimeout = 6*time.Second, 6*time.Second
+				c.Linger = 100 * time.Millisecond // as choreo run's CONSUMER_LINGER: reactions off the path wait
 			},
 			Relay: []outbox.Option{outbox.WithBackoff(20*time.Millisecond, 500*time.Millisecond)},
 		},
