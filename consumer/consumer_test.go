@@ -922,8 +922,9 @@ func TestUnhurriedEventsAloneAreAppliedOnceTheLingerIsOver(t *testing.T) {
 		got, txs = f.appliedIn(t)
 		return got["order.cancelled"] == 10
 	})
-	// One transaction per linger while they arrive, and the last ones: a few, not one per event.
-	if most := int(spread/linger) + 2; txs > most {
+	// One transaction per linger while they arrive, and the last ones (a late delivery may start another):
+	// a few, not one per event.
+	if most := int(spread/linger) + 3; txs > most {
 		t.Errorf("10 events sent over %v took %d transactions; with a %v linger at most %d", spread, txs, linger, most)
 	}
 	t.Logf("10 events sent over %v in %d transactions", spread, txs)
