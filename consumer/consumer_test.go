@@ -824,7 +824,7 @@ func TestAFirstTryIsOneRoundTripWhenItsWritesAreHeldBack(t *testing.T) {
 
 // lingerFixture starts a consumer over three partitions whose router applies order.cancelled, marked
 // Unhurried, and order.confirmed, not marked, recording each event's transaction in applied_in.
-func lingerFixture(t *testing.T, linger time.Duration) fixture {
+func lingerFixture(t *testing.T, linger time.Duration) (fixture, *consumer.Consumer) {
 	t.Helper()
 	f := newFixture(t, 3)
 	if _, err := f.pool.Exec(context.Background(), `CREATE TABLE applied_in (event_id uuid PRIMARY KEY, type text NOT NULL, txid bigint NOT NULL)`); err != nil {
@@ -837,8 +837,7 @@ func lingerFixture(t *testing.T, linger time.Duration) fixture {
 	r := cancelledRouter(t, inTx)
 	r.OnEach(inTx, events.OrderConfirmed{})
 	r.Unhurried(events.OrderCancelled{})
-	f.start(t, r, func(c *consumer.Config) { c.Linger = linger })
-	return f
+	return f, f.start(t, r, func(c *consumer.Config) { c.Linger = linger })
 }
 
 func confirmed(t *testing.T, subject string) kafka.Message {
@@ -878,7 +877,7 @@ func (f fixture) appliedIn(t *testing.T) (byType map[string]int, txs int) {
 // their partition ends the wait at once, and all of them commit in one transaction.
 func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.T) {
 	t.Parallel()
-	f := lingerFixture(t, time.Hour)
+	f, c := lingerFixture(t, time.Hour)
 	for i := range 5 { // one by one: applied at once, each would be a transaction
 		f.produce(t, events.ToMessage("", event(t, fmt.Sprintf("p0/o-%d", i), i)))
 		time.Sleep(10 * time.Millisecond)
@@ -902,6 +901,9 @@ func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.
 	if got["order.cancelled"] != 5 || txs != 2 {
 		t.Errorf("applied %v in %d transactions; want the 5 waiting events in the transaction of the event that came next (2 in all)", got, txs)
 	}
+	if s := c.Stats(); s.LingerJoined == 0 || s.LingerExpired != 0 {
+		t.Errorf("lingered batches: %d joined, %d expired; want the wait joined by the event on the path, none expired", s.LingerJoined, s.LingerExpired)
+	}
 }
 
 // TestUnhurriedEventsAloneAreAppliedOnceTheLingerIsOver: with no event on the path to end the wait,
@@ -909,7 +911,7 @@ func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.
 func TestUnhurriedEventsAloneAreAppliedOnceTheLingerIsOver(t *testing.T) {
 	t.Parallel()
 	const linger = 500 * time.Millisecond
-	f := lingerFixture(t, linger)
+	f, c := lingerFixture(t, linger)
 	began := time.Now()
 	for i := range 10 {
 		f.produce(t, events.ToMessage("", event(t, fmt.Sprintf("p0/o-%d", i), i)))
@@ -926,6 +928,9 @@ func TestUnhurriedEventsAloneAreAppliedOnceTheLingerIsOver(t *testing.T) {
 	// a few, not one per event.
 	if most := int(spread/linger) + 3; txs > most {
 		t.Errorf("10 events sent over %v took %d transactions; with a %v linger at most %d", spread, txs, linger, most)
+	}
+	if s := c.Stats(); s.LingerExpired != uint64(txs) || s.LingerJoined != 0 {
+		t.Errorf("lingered batches: %d joined, %d expired; want every one of the %d transactions' waits expired", s.LingerJoined, s.LingerExpired, txs)
 	}
 	t.Logf("10 events sent over %v in %d transactions", spread, txs)
 }

@@ -101,6 +101,12 @@ func (w *worker) unhurried(batch []kafka.Message) bool {
 // transaction. Stopping ends the wait, not the batch: it is finished like any batch in hand.
 func (w *worker) linger(stop context.Context, batch []kafka.Message, timer *time.Timer) []kafka.Message {
 	defer timer.Stop()
+	joined := true // unless the linger runs out
+	defer func() {
+		if joined {
+			w.c.stats.lingerJoined.Add(1)
+		}
+	}()
 	for len(batch) < w.c.cfg.BatchSize {
 		select {
 		case m := <-w.in:
@@ -109,6 +115,8 @@ func (w *worker) linger(stop context.Context, batch []kafka.Message, timer *time
 				return batch
 			}
 		case <-timer.C:
+			joined = false
+			w.c.stats.lingerExpired.Add(1)
 			return batch
 		case <-stop.Done():
 			return batch
@@ -667,13 +675,17 @@ func (w *worker) deadLetter(ctx context.Context, tx pgx.Tx, r *routed, reason er
 // or a serialization failure.
 type Stats struct {
 	Applied, Handled, Duplicates, Ignored, DeadLettered, Parked, Retries, Conflicts, FetchErrors uint64
+	// Batches of unhurried events that waited (Config.Linger): ended by the event that came next (or a full
+	// batch, or shutdown), or by the linger running out.
+	LingerJoined, LingerExpired uint64
 }
 
 type counters struct {
 	applied, handled, duplicates, ignored, deadLettered, parked, retries, conflicts, fetchErrors atomic.Uint64
+	lingerJoined, lingerExpired                                                                  atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{c.applied.Load(), c.handled.Load(), c.duplicates.Load(), c.ignored.Load(), c.deadLettered.Load(),
-		c.parked.Load(), c.retries.Load(), c.conflicts.Load(), c.fetchErrors.Load()}
+		c.parked.Load(), c.retries.Load(), c.conflicts.Load(), c.fetchErrors.Load(), c.lingerJoined.Load(), c.lingerExpired.Load()}
 }

@@ -90,6 +90,7 @@ var (
 	consApplied    = prometheus.NewDesc("choreo_consumer_events_total", "Events whose offset moved on, by outcome.", []string{"service", "outcome"}, nil)
 	consRetries    = prometheus.NewDesc("choreo_consumer_retries_total", "Batches retried after a failure.", labels, nil)
 	consConflicts  = prometheus.NewDesc("choreo_consumer_lock_conflicts_total", "Batches retried at once after a deadlock or serialization failure.", labels, nil)
+	consLingered   = prometheus.NewDesc("choreo_consumer_lingered_batches_total", "Batches of events off the saga's critical path that waited (CONSUMER_LINGER), by what ended the wait: the next event (joined) or the linger (expired).", []string{"service", "ended"}, nil)
 	consFetchErrs  = prometheus.NewDesc("choreo_consumer_fetch_errors_total", "Failed fetches from Kafka (broker unreachable, rebalance failures).", labels, nil)
 	projLabels     = []string{"service", "projection"}
 	projApplied    = prometheus.NewDesc("choreo_projection_events_total", "Events the live projection applied.", projLabels, nil)
@@ -103,7 +104,7 @@ var (
 )
 
 func (c unitCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consFetchErrs,
+	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consLingered, consFetchErrs,
 		projApplied, projSkipped, projRestarts, replayApplied, replayTotal, replayRate, replayRunning, consParkedKeys} {
 		ch <- d
 	}
@@ -132,6 +133,8 @@ func (c unitCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(consRetries, prometheus.CounterValue, float64(cs.Retries), name)
 		ch <- prometheus.MustNewConstMetric(consConflicts, prometheus.CounterValue, float64(cs.Conflicts), name)
+		ch <- prometheus.MustNewConstMetric(consLingered, prometheus.CounterValue, float64(cs.LingerJoined), name, "joined")
+		ch <- prometheus.MustNewConstMetric(consLingered, prometheus.CounterValue, float64(cs.LingerExpired), name, "expired")
 		ch <- prometheus.MustNewConstMetric(consFetchErrs, prometheus.CounterValue, float64(cs.FetchErrors), name)
 		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
 		if n, err := u.consumer.ParkedKeys(ctx); err == nil {
