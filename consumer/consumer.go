@@ -68,8 +68,8 @@ type Config struct {
 	// after a quiet spell (no transaction started within the interval) starts at once.
 	ApplyInterval time.Duration
 	// Linger is how long a batch made only of events the Router marks Unhurried may wait for more events
-	// before it is applied (default 0: it does not wait). What arrives meanwhile joins it; the first event
-	// of another type, or a full batch, ends the wait at once, so the saga's critical path never waits.
+	// before it is applied (default 0: it does not wait). What arrives meanwhile joins it; the first handled
+	// event of another type, or a full batch, ends the wait at once, so the saga's critical path never waits.
 	Linger time.Duration
 
 	SessionTimeout    time.Duration // consumer group session timeout (default 10s)

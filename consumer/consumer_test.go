@@ -873,8 +873,9 @@ func (f fixture) appliedIn(t *testing.T) (byType map[string]int, txs int) {
 }
 
 // TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction: a batch of unhurried events waits (here
-// for as long as the test could run) while other partitions go on; the first event of another type on
-// their partition ends the wait at once, and all of them commit in one transaction.
+// for as long as the test could run) while other partitions go on, and an event nobody handles does not
+// end the wait; the first handled event of another type on their partition does, at once, and all of them
+// commit in one transaction.
 func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.T) {
 	t.Parallel()
 	f, c := lingerFixture(t, time.Hour)
@@ -888,6 +889,13 @@ func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.
 		got, _ := f.appliedIn(t)
 		return got["order.confirmed"] == 1
 	})
+	// An event nobody here handles joins the wait without ending it: it needs no transaction.
+	sold, err := events.New("test", "p0/o-sold", events.StockSold{OrderID: "p0/o-sold"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, events.ToMessage("", sold))
+	time.Sleep(500 * time.Millisecond) // time to arrive: it would end the wait within milliseconds
 	if got, _ := f.appliedIn(t); got["order.cancelled"] != 0 {
 		t.Fatalf("%d unhurried events applied before an event on the path came or their hour was over", got["order.cancelled"])
 	}
@@ -901,8 +909,12 @@ func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.
 	if got["order.cancelled"] != 5 || txs != 2 {
 		t.Errorf("applied %v in %d transactions; want the 5 waiting events in the transaction of the event that came next (2 in all)", got, txs)
 	}
-	if s := c.Stats(); s.LingerJoined == 0 || s.LingerExpired != 0 {
+	s := c.Stats()
+	if s.LingerJoined == 0 || s.LingerExpired != 0 {
 		t.Errorf("lingered batches: %d joined, %d expired; want the wait joined by the event on the path, none expired", s.LingerJoined, s.LingerExpired)
+	}
+	if s.Ignored != 1 {
+		t.Errorf("%d events ignored; want the one nobody handles", s.Ignored)
 	}
 }
 

@@ -81,10 +81,10 @@ func (r *Router) Scope(s BatchScope) { r.scope = s }
 
 // Unhurried marks the prototypes' event types as off the saga's critical path: nothing waits for the
 // service's reaction to them soon (a record a later step reads, a reaction to the order's outcome). A batch
-// made only of such events waits up to Config.Linger for more events to share its transaction; the first
-// event of another type ends the wait. So a record that a later event of the same order needs commits with
-// that event, and reactions to outcomes commit several at a time, instead of each paying for a transaction,
-// a relay read and a Kafka write of its own.
+// made of such events (and events nobody handles) waits up to Config.Linger for more events to share its
+// transaction; the first handled event of another type ends the wait. So a record that a later event of
+// the same order needs commits with that event, and reactions to outcomes commit several at a time,
+// instead of each paying for a transaction, a relay read and a Kafka write of its own.
 func (r *Router) Unhurried(prototypes ...events.Payload) {
 	for _, p := range prototypes {
 		r.unhurried[p.EventType()] = true
@@ -94,18 +94,31 @@ func (r *Router) Unhurried(prototypes ...events.Payload) {
 // UnhurriedTypes returns the event types marked Unhurried, sorted.
 func (r *Router) UnhurriedTypes() []string { return slices.Sorted(maps.Keys(r.unhurried)) }
 
-// isUnhurried reports whether m is an event of a type marked Unhurried, reading only its type header (a
-// message without one is not: it goes on at once, to be dead-lettered if it is poison).
-func (r *Router) isUnhurried(m kafka.Message) bool {
-	if len(r.unhurried) == 0 {
-		return false
-	}
+// urgency is how soon a message must be applied, for Config.Linger.
+type urgency int
+
+const (
+	urgent      urgency = iota // a handled event not marked Unhurried, or a message without a type
+	unhurried                  // an event of a type marked Unhurried
+	indifferent                // an event nobody handles: it needs no transaction, and neither starts nor ends a wait
+)
+
+// urgencyOf tells how soon m must be applied, reading only its type header.
+func (r *Router) urgencyOf(m kafka.Message) urgency {
 	for _, h := range m.Headers {
-		if h.Key == events.HeaderType {
-			return r.unhurried[string(h.Value)]
+		if h.Key != events.HeaderType {
+			continue
 		}
+		t := string(h.Value)
+		switch _, routed := r.routes[t]; {
+		case r.unhurried[t]:
+			return unhurried
+		case !routed && r.def == nil:
+			return indifferent
+		}
+		return urgent
 	}
-	return false
+	return urgent // no type: poison, dead-lettered at once
 }
 
 // Default routes every event without a route of its own to h, whose payload is nil when the registry does

@@ -86,19 +86,25 @@ func (w *worker) run(stop, ctx context.Context) {
 	}
 }
 
-// unhurried reports whether every message of batch is of a type the router marks Unhurried.
+// unhurried reports whether batch holds events of a type the router marks Unhurried and, besides them,
+// only events nobody handles.
 func (w *worker) unhurried(batch []kafka.Message) bool {
+	some := false
 	for _, m := range batch {
-		if !w.c.router.isUnhurried(m) {
+		switch w.c.router.urgencyOf(m) {
+		case urgent:
 			return false
+		case unhurried:
+			some = true
 		}
 	}
-	return true
+	return some
 }
 
-// linger adds to batch, made only of unhurried events, what arrives until timer fires, the batch is full,
-// stop ends or an event that is not unhurried arrives (which goes in too): the batch is then applied as one
-// transaction. Stopping ends the wait, not the batch: it is finished like any batch in hand.
+// linger adds to batch, made of unhurried events (and ignored ones), what arrives until timer fires, the
+// batch is full, stop ends or an urgent event arrives (which goes in too): the batch is then applied as
+// one transaction. An event nobody handles joins without ending the wait. Stopping ends the wait, not the
+// batch: it is finished like any batch in hand.
 func (w *worker) linger(stop context.Context, batch []kafka.Message, timer *time.Timer) []kafka.Message {
 	defer timer.Stop()
 	joined := true // unless the linger runs out
@@ -111,7 +117,7 @@ func (w *worker) linger(stop context.Context, batch []kafka.Message, timer *time
 		select {
 		case m := <-w.in:
 			batch = append(batch, m)
-			if !w.c.router.isUnhurried(m) {
+			if w.c.router.urgencyOf(m) == urgent {
 				return batch
 			}
 		case <-timer.C:
