@@ -826,6 +826,12 @@ func TestAFirstTryIsOneRoundTripWhenItsWritesAreHeldBack(t *testing.T) {
 // Unhurried, and order.confirmed, not marked, recording each event's transaction in applied_in.
 func lingerFixture(t *testing.T, linger time.Duration) (fixture, *consumer.Consumer) {
 	t.Helper()
+	return lingerFixtureWith(t, linger, func(r *consumer.Router) { r.Unhurried(events.OrderCancelled{}) })
+}
+
+// lingerFixtureWith is lingerFixture with what the router marks (and any routes besides) set by mark.
+func lingerFixtureWith(t *testing.T, linger time.Duration, mark func(*consumer.Router)) (fixture, *consumer.Consumer) {
+	t.Helper()
 	f := newFixture(t, 3)
 	if _, err := f.pool.Exec(context.Background(), `CREATE TABLE applied_in (event_id uuid PRIMARY KEY, type text NOT NULL, txid bigint NOT NULL)`); err != nil {
 		t.Fatal(err)
@@ -836,7 +842,7 @@ func lingerFixture(t *testing.T, linger time.Duration) (fixture, *consumer.Consu
 	}
 	r := cancelledRouter(t, inTx)
 	r.OnEach(inTx, events.OrderConfirmed{})
-	r.Unhurried(events.OrderCancelled{})
+	mark(r)
 	return f, f.start(t, r, func(c *consumer.Config) { c.Linger = linger })
 }
 
@@ -890,11 +896,7 @@ func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.
 		return got["order.confirmed"] == 1
 	})
 	// An event nobody here handles joins the wait without ending it: it needs no transaction.
-	sold, err := events.New("test", "p0/o-sold", events.StockSold{OrderID: "p0/o-sold"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.produce(t, events.ToMessage("", sold))
+	f.produce(t, sold(t, "p0/o-sold"))
 	time.Sleep(500 * time.Millisecond) // time to arrive: it would end the wait within milliseconds
 	if got, _ := f.appliedIn(t); got["order.cancelled"] != 0 {
 		t.Fatalf("%d unhurried events applied before an event on the path came or their hour was over", got["order.cancelled"])
@@ -945,4 +947,64 @@ func TestUnhurriedEventsAloneAreAppliedOnceTheLingerIsOver(t *testing.T) {
 		t.Errorf("lingered batches: %d joined, %d expired; want every one of the %d transactions' waits expired", s.LingerJoined, s.LingerExpired, txs)
 	}
 	t.Logf("10 events sent over %v in %d transactions", spread, txs)
+}
+
+func sold(t *testing.T, subject string) kafka.Message {
+	t.Helper()
+	e, err := events.New("test", subject, events.StockSold{OrderID: subject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events.ToMessage("", e)
+}
+
+// TestTheFirstOfAJoinWaitsForTheSecond: of two joined types, the first to arrive for a key waits (here for
+// as long as the test could run) and commits with the second; a second whose first was applied already
+// (with an event of another type, which ended its wait) does not wait at all.
+func TestTheFirstOfAJoinWaitsForTheSecond(t *testing.T) {
+	t.Parallel()
+	f, _ := lingerFixtureWith(t, time.Hour, func(r *consumer.Router) {
+		r.Join(events.OrderCancelled{}, events.OrderConfirmed{})
+		r.OnEach(func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+			_, err := tx.Exec(ctx, `INSERT INTO applied_in VALUES ($1, $2, txid_current())`, ev.ID, ev.Type)
+			return err
+		}, events.StockSold{})
+	})
+	// Two orders' firsts, each of the pair's other type.
+	f.produce(t, events.ToMessage("", event(t, "p0/o-a", 1)), confirmed(t, "p0/o-b"))
+	time.Sleep(500 * time.Millisecond) // time to arrive: they would be applied within milliseconds
+	if got, _ := f.appliedIn(t); len(got) != 0 {
+		t.Fatalf("applied %v before any second of a pair came or the hour was over", got)
+	}
+	// o-a's second: it ends the wait, and both orders' firsts commit with it.
+	f.produce(t, confirmed(t, "p0/o-a"))
+	var got map[string]int
+	var txs int
+	testenv.Eventually(t, 30*time.Second, "the firsts applied with the second", func() bool {
+		got, txs = f.appliedIn(t)
+		return got["order.confirmed"] == 2
+	})
+	if got["order.cancelled"] != 1 || txs != 1 {
+		t.Fatalf("applied %v in %d transactions; want o-a's pair and o-b's first in one", got, txs)
+	}
+	// o-b's second: its first was applied, so it does not wait for anything.
+	f.produce(t, events.ToMessage("", event(t, "p0/o-b", 2)))
+	testenv.Eventually(t, 30*time.Second, "the second of a pair whose first was applied", func() bool {
+		got, txs = f.appliedIn(t)
+		return got["order.cancelled"] == 2
+	})
+	// A first that an urgent event of another type took along: its second does not wait either.
+	f.produce(t, events.ToMessage("", event(t, "p0/o-c", 3)), sold(t, "p0/o-other"))
+	testenv.Eventually(t, 30*time.Second, "the first applied with the urgent event", func() bool {
+		got, txs = f.appliedIn(t)
+		return got["order.cancelled"] == 3 && got["stock.sold"] == 1
+	})
+	f.produce(t, confirmed(t, "p0/o-c"))
+	testenv.Eventually(t, 30*time.Second, "its second applied", func() bool {
+		got, txs = f.appliedIn(t)
+		return got["order.confirmed"] == 3
+	})
+	if txs != 4 {
+		t.Errorf("%d transactions; want 4: the first pair with o-b's first, o-b's second, o-c's first with stock.sold, o-c's second", txs)
+	}
 }

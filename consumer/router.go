@@ -35,7 +35,8 @@ type Router struct {
 	routes    map[string]Handler
 	def       Handler
 	scope     BatchScope
-	unhurried map[string]bool // event types that may wait Config.Linger to share a transaction
+	unhurried map[string]bool   // event types that may wait Config.Linger to share a transaction
+	partner   map[string]string // event type -> the other type of its Join
 }
 
 // BatchScope is a service's work that spans a batch transaction rather than one event: Begin runs before
@@ -49,7 +50,7 @@ type BatchScope interface {
 
 // NewRouter returns a router that decodes payloads with reg.
 func NewRouter(reg *events.Registry) *Router {
-	return &Router{reg: reg, routes: map[string]Handler{}, unhurried: map[string]bool{}}
+	return &Router{reg: reg, routes: map[string]Handler{}, unhurried: map[string]bool{}, partner: map[string]string{}}
 }
 
 // On routes events whose payload is P to h, which receives the payload typed.
@@ -91,6 +92,27 @@ func (r *Router) Unhurried(prototypes ...events.Payload) {
 	}
 }
 
+// Join marks two event types that one step needs both of, for the same key, in whichever order they come
+// (payment authorizes once the stock is reserved and the customer approved): the first to arrive only
+// records, so it may wait, up to Config.Linger, for the other to share its transaction; the second never
+// waits. A worker knows which came first from what it has taken since its partitions were assigned: after
+// a rebalance, the second of a pair whose first the worker did not take waits too (up to the linger, once).
+func (r *Router) Join(a, b events.Payload) {
+	r.partner[a.EventType()], r.partner[b.EventType()] = b.EventType(), a.EventType()
+}
+
+// Joins returns the event types marked by Join, each pair once as "a+b" (a before b), sorted.
+func (r *Router) Joins() []string {
+	var pairs []string
+	for a, b := range r.partner {
+		if a < b {
+			pairs = append(pairs, a+"+"+b)
+		}
+	}
+	slices.Sort(pairs)
+	return pairs
+}
+
 // UnhurriedTypes returns the event types marked Unhurried, sorted.
 func (r *Router) UnhurriedTypes() []string { return slices.Sorted(maps.Keys(r.unhurried)) }
 
@@ -99,26 +121,31 @@ type urgency int
 
 const (
 	urgent      urgency = iota // a handled event not marked Unhurried, or a message without a type
-	unhurried                  // an event of a type marked Unhurried
+	unhurried                  // an event of a type marked Unhurried (or the first of a Join)
 	indifferent                // an event nobody handles: it needs no transaction, and neither starts nor ends a wait
+	joining                    // an event of a Join: unhurried if it is the first of its pair, else urgent
 )
 
-// urgencyOf tells how soon m must be applied, reading only its type header.
-func (r *Router) urgencyOf(m kafka.Message) urgency {
+// urgencyOf tells how soon m must be applied, and its type, reading only its type header.
+func (r *Router) urgencyOf(m kafka.Message) (urgency, string) {
 	for _, h := range m.Headers {
 		if h.Key != events.HeaderType {
 			continue
 		}
 		t := string(h.Value)
-		switch _, routed := r.routes[t]; {
+		_, routed := r.routes[t]
+		_, joins := r.partner[t]
+		switch {
 		case r.unhurried[t]:
-			return unhurried
+			return unhurried, t
+		case joins && routed:
+			return joining, t
 		case !routed && r.def == nil:
-			return indifferent
+			return indifferent, t
 		}
-		return urgent
+		return urgent, t
 	}
-	return urgent // no type: poison, dead-lettered at once
+	return urgent, "" // no type: poison, dead-lettered at once
 }
 
 // Default routes every event without a route of its own to h, whose payload is nil when the registry does

@@ -39,7 +39,15 @@ type worker struct {
 	in       <-chan kafka.Message
 	log      zerolog.Logger
 	attempts map[msgKey]int // failed handler attempts, for messages at the head of the batch
+	halves   map[half]bool  // the first events of Router.Join pairs taken, whose second has not come
 }
+
+// half is the first event of a Join pair for a key, taken by a worker.
+type half struct{ key, eventType string }
+
+// maxHalves bounds a worker's memory of unpaired Join events (a pair whose second never comes: the saga
+// took another way); past it the worker forgets them all, and the seconds of those pairs wait once.
+const maxHalves = 10_000
 
 // msgKey identifies a message among the topics one worker reads.
 type msgKey struct {
@@ -52,13 +60,15 @@ func keyOf(m kafka.Message) msgKey { return msgKey{m.Topic, m.Offset} }
 // run applies the messages from w.in until stop ends; the batch in hand when it does is finished (but not
 // retried) with ctx, which bounds the database work.
 func (w *worker) run(stop, ctx context.Context) {
-	w.attempts = map[msgKey]int{}
+	w.attempts, w.halves = map[msgKey]int{}, map[half]bool{}
 	batch := make([]kafka.Message, 0, w.c.cfg.BatchSize)
 	var linger *time.Timer // made on the first wait
 	for {
+		var pace pace
 		select {
 		case m := <-w.in:
 			batch = append(batch[:0], m)
+			pace.add(w.urgencyOf(m))
 		case <-stop.Done():
 			return
 		}
@@ -67,11 +77,12 @@ func (w *worker) run(stop, ctx context.Context) {
 			select {
 			case m := <-w.in:
 				batch = append(batch, m)
+				pace.add(w.urgencyOf(m))
 			default:
 				break fill
 			}
 		}
-		if d := w.c.cfg.Linger; d > 0 && w.unhurried(batch) {
+		if d := w.c.cfg.Linger; d > 0 && pace.mayWait() {
 			if linger == nil {
 				linger = time.NewTimer(d)
 				defer linger.Stop()
@@ -86,25 +97,40 @@ func (w *worker) run(stop, ctx context.Context) {
 	}
 }
 
-// unhurried reports whether batch holds events of a type the router marks Unhurried and, besides them,
-// only events nobody handles.
-func (w *worker) unhurried(batch []kafka.Message) bool {
-	some := false
-	for _, m := range batch {
-		switch w.c.router.urgencyOf(m) {
-		case urgent:
-			return false
-		case unhurried:
-			some = true
-		}
+// pace is what the messages of a batch say about waiting: it may wait if it holds an unhurried event and
+// nothing urgent.
+type pace struct{ urgent, unhurried bool }
+
+func (p *pace) add(u urgency) {
+	p.urgent = p.urgent || u == urgent
+	p.unhurried = p.unhurried || u == unhurried
+}
+
+func (p pace) mayWait() bool { return p.unhurried && !p.urgent }
+
+// urgencyOf tells how soon m must be applied (see urgency), and remembers the first event of a Join pair
+// so that its second is urgent. Every message the worker takes goes through it once.
+func (w *worker) urgencyOf(m kafka.Message) urgency {
+	u, t := w.c.router.urgencyOf(m)
+	if u != joining {
+		return u
 	}
-	return some
+	key := string(m.Key)
+	if first := (half{key, w.c.router.partner[t]}); w.halves[first] {
+		delete(w.halves, first)
+		return urgent
+	}
+	if len(w.halves) >= maxHalves {
+		clear(w.halves)
+	}
+	w.halves[half{key, t}] = true
+	return unhurried
 }
 
 // linger adds to batch, made of unhurried events (and ignored ones), what arrives until timer fires, the
-// batch is full, stop ends or an urgent event arrives (which goes in too): the batch is then applied as
-// one transaction. An event nobody handles joins without ending the wait. Stopping ends the wait, not the
-// batch: it is finished like any batch in hand.
+// batch is full, stop ends or an urgent event arrives (the second of a Join pair among them), which goes
+// in too: the batch is then applied as one transaction. An event nobody handles joins without ending the
+// wait. Stopping ends the wait, not the batch: it is finished like any batch in hand.
 func (w *worker) linger(stop context.Context, batch []kafka.Message, timer *time.Timer) []kafka.Message {
 	defer timer.Stop()
 	joined := true // unless the linger runs out
@@ -117,7 +143,7 @@ func (w *worker) linger(stop context.Context, batch []kafka.Message, timer *time
 		select {
 		case m := <-w.in:
 			batch = append(batch, m)
-			if w.c.router.urgencyOf(m) == urgent {
+			if w.urgencyOf(m) == urgent {
 				return batch
 			}
 		case <-timer.C:

@@ -172,6 +172,45 @@ func Unhurried(service string) []string {
 	return types
 }
 
+// A Join is a step that needs two events of an order, in whichever order they come: the reaction to the
+// first only records, so it may wait for the second to share its transaction (consumer.Router.Join).
+type Join struct {
+	Service string
+	Types   [2]string
+}
+
+// OrderJoins are the saga's joins: payment authorizes once the stock is reserved and the customer
+// approved, which the inventory and customer services decide in parallel.
+func OrderJoins() []Join {
+	return []Join{{Payment, [2]string{"stock.reserved", "customer.approved"}}}
+}
+
+// Joins returns service's joins as "a+b" (a before b), sorted, as consumer.Router.Joins lists them.
+func Joins(service string) []string {
+	var pairs []string
+	for _, j := range OrderJoins() {
+		if j.Service == service {
+			a, b := j.Types[0], j.Types[1]
+			if b < a {
+				a, b = b, a
+			}
+			pairs = append(pairs, a+"+"+b)
+		}
+	}
+	sort.Strings(pairs)
+	return pairs
+}
+
+// joined reports whether service's reaction to eventType is one half of a Join.
+func joined(service, eventType string) bool {
+	for _, j := range OrderJoins() {
+		if j.Service == service && slices.Contains(j.Types[:], eventType) {
+			return true
+		}
+	}
+	return false
+}
+
 // lifecycleEvents are the events of a customer's lifecycle, outside any order's saga.
 func lifecycleEvents() []string {
 	var es []string

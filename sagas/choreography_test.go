@@ -85,3 +85,23 @@ func TestUnhurried(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinsAreStepsOfTheirService: each half of a join is a step the service takes on that event.
+func TestJoinsAreStepsOfTheirService(t *testing.T) {
+	for _, j := range OrderJoins() {
+		for _, typ := range j.Types {
+			found := false
+			for _, r := range OrderSaga() {
+				if r.Service == j.Service && r.Trigger == typ && r.Kind == Forward {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("%s joins %v, but takes no step on %s", j.Service, j.Types, typ)
+			}
+		}
+	}
+	if got := Joins(Payment); !slices.Equal(got, []string{"customer.approved+stock.reserved"}) {
+		t.Errorf("Joins(payment) = %v", got)
+	}
+}

@@ -85,6 +85,8 @@ func (s *Service) Handlers(r *consumer.Router) {
 	r.Unhurried(events.OrderPlaced{}) // a record: it commits with the stock or the approval that needs it
 	consumer.On(r, s.onReserved)
 	consumer.On(r, s.onApproved)
+	// Authorizing needs both; the first only records, and commits with the second.
+	r.Join(events.StockReserved{}, events.CustomerApproved{})
 	consumer.On(r, s.onCreditLimit)
 	r.OnEach(s.refund, events.ShipmentFailed{}, events.OrderCancelled{})
 }

@@ -73,6 +73,9 @@ func TestHandlersMatchTheSaga(t *testing.T) {
 			if got, want := router(t, spec).UnhurriedTypes(), sagas.Unhurried(spec.Name); !slices.Equal(got, want) {
 				t.Errorf("%s marks %v unhurried; off the saga's critical path (sagas.Unhurried) are %v", spec.Name, got, want)
 			}
+			if got, want := router(t, spec).Joins(), sagas.Joins(spec.Name); !slices.Equal(got, want) {
+				t.Errorf("%s joins %v; the saga's joins (sagas.OrderJoins) are %v", spec.Name, got, want)
+			}
 			if !slices.Equal(spec.Consumes, sagas.Subscriptions(spec.Name)) {
 				t.Errorf("%s consumes %v, the saga says %v", spec.Name, spec.Consumes, sagas.Subscriptions(spec.Name))
 			}
