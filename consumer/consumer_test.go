@@ -878,6 +878,24 @@ func (f fixture) appliedIn(t *testing.T) (byType map[string]int, txs int) {
 	return byType, txs
 }
 
+// appliedWhen waits until applied_in holds at least want's count of each type, and returns its counts and
+// the number of transactions they took.
+func (f fixture) appliedWhen(t *testing.T, what string, want map[string]int) (map[string]int, int) {
+	t.Helper()
+	var got map[string]int
+	var txs int
+	testenv.Eventually(t, 30*time.Second, what, func() bool {
+		got, txs = f.appliedIn(t)
+		for typ, n := range want {
+			if got[typ] < n {
+				return false
+			}
+		}
+		return true
+	})
+	return got, txs
+}
+
 // TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction: a batch of unhurried events waits (here
 // for as long as the test could run) while other partitions go on, and an event nobody handles does not
 // end the wait; the first handled event of another type on their partition does, at once, and all of them
@@ -891,10 +909,7 @@ func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.
 	}
 	// Partition 1's event on the path is applied meanwhile; partition 0's still wait.
 	f.produce(t, confirmed(t, "p1/o-other"))
-	testenv.Eventually(t, 30*time.Second, "the other partition's event applied", func() bool {
-		got, _ := f.appliedIn(t)
-		return got["order.confirmed"] == 1
-	})
+	f.appliedWhen(t, "the other partition's event applied", map[string]int{"order.confirmed": 1})
 	// An event nobody here handles joins the wait without ending it: it needs no transaction.
 	f.produce(t, sold(t, "p0/o-sold"))
 	time.Sleep(500 * time.Millisecond) // time to arrive: it would end the wait within milliseconds
@@ -902,12 +917,7 @@ func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.
 		t.Fatalf("%d unhurried events applied before an event on the path came or their hour was over", got["order.cancelled"])
 	}
 	f.produce(t, confirmed(t, "p0/o-next"))
-	var got map[string]int
-	var txs int
-	testenv.Eventually(t, 30*time.Second, "the waiting events applied with the one that ended the wait", func() bool {
-		got, txs = f.appliedIn(t)
-		return got["order.confirmed"] == 2
-	})
+	got, txs := f.appliedWhen(t, "the waiting events applied with the one that ended the wait", map[string]int{"order.confirmed": 2})
 	if got["order.cancelled"] != 5 || txs != 2 {
 		t.Errorf("applied %v in %d transactions; want the 5 waiting events in the transaction of the event that came next (2 in all)", got, txs)
 	}
@@ -932,12 +942,7 @@ func TestUnhurriedEventsAloneAreAppliedOnceTheLingerIsOver(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	spread := time.Since(began)
-	var got map[string]int
-	var txs int
-	testenv.Eventually(t, 30*time.Second, "every event applied", func() bool {
-		got, txs = f.appliedIn(t)
-		return got["order.cancelled"] == 10
-	})
+	_, txs := f.appliedWhen(t, "every event applied", map[string]int{"order.cancelled": 10})
 	// One transaction per linger while they arrive, and the last ones (a late delivery may start another):
 	// a few, not one per event.
 	if most := int(spread/linger) + 3; txs > most {
@@ -978,33 +983,18 @@ func TestTheFirstOfAJoinWaitsForTheSecond(t *testing.T) {
 	}
 	// o-a's second: it ends the wait, and both orders' firsts commit with it.
 	f.produce(t, confirmed(t, "p0/o-a"))
-	var got map[string]int
-	var txs int
-	testenv.Eventually(t, 30*time.Second, "the firsts applied with the second", func() bool {
-		got, txs = f.appliedIn(t)
-		return got["order.confirmed"] == 2
-	})
+	got, txs := f.appliedWhen(t, "the firsts applied with the second", map[string]int{"order.confirmed": 2})
 	if got["order.cancelled"] != 1 || txs != 1 {
 		t.Fatalf("applied %v in %d transactions; want o-a's pair and o-b's first in one", got, txs)
 	}
 	// o-b's second: its first was applied, so it does not wait for anything.
 	f.produce(t, events.ToMessage("", event(t, "p0/o-b", 2)))
-	testenv.Eventually(t, 30*time.Second, "the second of a pair whose first was applied", func() bool {
-		got, txs = f.appliedIn(t)
-		return got["order.cancelled"] == 2
-	})
+	f.appliedWhen(t, "the second of a pair whose first was applied", map[string]int{"order.cancelled": 2})
 	// A first that an urgent event of another type took along: its second does not wait either.
 	f.produce(t, events.ToMessage("", event(t, "p0/o-c", 3)), sold(t, "p0/o-other"))
-	testenv.Eventually(t, 30*time.Second, "the first applied with the urgent event", func() bool {
-		got, txs = f.appliedIn(t)
-		return got["order.cancelled"] == 3 && got["stock.sold"] == 1
-	})
+	f.appliedWhen(t, "the first applied with the urgent event", map[string]int{"order.cancelled": 3, "stock.sold": 1})
 	f.produce(t, confirmed(t, "p0/o-c"))
-	testenv.Eventually(t, 30*time.Second, "its second applied", func() bool {
-		got, txs = f.appliedIn(t)
-		return got["order.confirmed"] == 3
-	})
-	if txs != 4 {
+	if _, txs = f.appliedWhen(t, "its second applied", map[string]int{"order.confirmed": 3}); txs != 4 {
 		t.Errorf("%d transactions; want 4: the first pair with o-b's first, o-b's second, o-c's first with stock.sold, o-c's second", txs)
 	}
 }
