@@ -998,3 +998,26 @@ func TestTheFirstOfAJoinWaitsForTheSecond(t *testing.T) {
 		t.Errorf("%d transactions; want 4: the first pair with o-b's first, o-b's second, o-c's first with stock.sold, o-c's second", txs)
 	}
 }
+
+// TestAJoinOfThreeWaitsForItsLast: with three joined types, the first two of a key wait, in whichever
+// order they come, and the third commits all of them.
+func TestAJoinOfThreeWaitsForItsLast(t *testing.T) {
+	t.Parallel()
+	f, _ := lingerFixtureWith(t, time.Hour, func(r *consumer.Router) {
+		r.OnEach(func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+			_, err := tx.Exec(ctx, `INSERT INTO applied_in VALUES ($1, $2, txid_current())`, ev.ID, ev.Type)
+			return err
+		}, events.StockSold{})
+		r.Join(events.OrderCancelled{}, events.OrderConfirmed{}, events.StockSold{})
+	})
+	f.produce(t, sold(t, "p0/o-a"), confirmed(t, "p0/o-a"))
+	time.Sleep(500 * time.Millisecond) // time to arrive: they would be applied within milliseconds
+	if got, _ := f.appliedIn(t); len(got) != 0 {
+		t.Fatalf("applied %v before the join's last came or the hour was over", got)
+	}
+	f.produce(t, events.ToMessage("", event(t, "p0/o-a", 1)))
+	got, txs := f.appliedWhen(t, "the join applied with its last", map[string]int{"order.cancelled": 1})
+	if got["order.confirmed"] != 1 || got["stock.sold"] != 1 || txs != 1 {
+		t.Errorf("applied %v in %d transactions; want the three in one", got, txs)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
@@ -35,8 +36,16 @@ type Router struct {
 	routes    map[string]Handler
 	def       Handler
 	scope     BatchScope
-	unhurried map[string]bool   // event types that may wait Config.Linger to share a transaction
-	partner   map[string]string // event type -> the other type of its Join
+	unhurried map[string]bool       // event types that may wait Config.Linger to share a transaction
+	joins     [][]string            // the types of each Join
+	member    map[string]joinMember // event type -> its place in a Join
+}
+
+// joinMember is an event type's place in a Join: which one, and its bit in the set a worker has taken.
+type joinMember struct {
+	join int
+	bit  uint32
+	all  uint32 // every member's bit
 }
 
 // BatchScope is a service's work that spans a batch transaction rather than one event: Begin runs before
@@ -50,7 +59,7 @@ type BatchScope interface {
 
 // NewRouter returns a router that decodes payloads with reg.
 func NewRouter(reg *events.Registry) *Router {
-	return &Router{reg: reg, routes: map[string]Handler{}, unhurried: map[string]bool{}, partner: map[string]string{}}
+	return &Router{reg: reg, routes: map[string]Handler{}, unhurried: map[string]bool{}, member: map[string]joinMember{}}
 }
 
 // On routes events whose payload is P to h, which receives the payload typed.
@@ -92,25 +101,37 @@ func (r *Router) Unhurried(prototypes ...events.Payload) {
 	}
 }
 
-// Join marks two event types that one step needs both of, for the same key, in whichever order they come
-// (payment authorizes once the stock is reserved and the customer approved): the first to arrive only
-// records, so it may wait, up to Config.Linger, for the other to share its transaction; the second never
-// waits. A worker knows which came first from what it has taken since its partitions were assigned: after
-// a rebalance, the second of a pair whose first the worker did not take waits too (up to the linger, once).
-func (r *Router) Join(a, b events.Payload) {
-	r.partner[a.EventType()], r.partner[b.EventType()] = b.EventType(), a.EventType()
+// Join marks event types that one step needs all of, for the same key, in whichever order they come
+// (payment authorizes once it has the payment token, the reserved total and the customer's approval): the
+// reactions to all but the last only record, so each may wait, up to Config.Linger, for the rest to share
+// its transaction; the last never waits. A worker knows which came last from what it has taken since its
+// partitions were assigned: after a rebalance, the last of a join whose others the new owner did not take
+// waits too (up to the linger, once). A type belongs to one join at most; at most 32 types per join.
+func (r *Router) Join(prototypes ...events.Payload) {
+	if len(prototypes) < 2 || len(prototypes) > 32 {
+		panic(fmt.Sprintf("consumer: a join of %d types", len(prototypes))) // wiring error, found by every test
+	}
+	all := uint32(1)<<len(prototypes) - 1
+	var types []string
+	for i, p := range prototypes {
+		t := p.EventType()
+		if _, dup := r.member[t]; dup {
+			panic(fmt.Sprintf("consumer: %s in two joins", t))
+		}
+		r.member[t] = joinMember{join: len(r.joins), bit: 1 << i, all: all}
+		types = append(types, t)
+	}
+	r.joins = append(r.joins, types)
 }
 
-// Joins returns the event types marked by Join, each pair once as "a+b" (a before b), sorted.
+// Joins returns the joins, each as its types sorted and joined by "+", sorted.
 func (r *Router) Joins() []string {
-	var pairs []string
-	for a, b := range r.partner {
-		if a < b {
-			pairs = append(pairs, a+"+"+b)
-		}
+	var joins []string
+	for _, types := range r.joins {
+		joins = append(joins, strings.Join(slices.Sorted(slices.Values(types)), "+"))
 	}
-	slices.Sort(pairs)
-	return pairs
+	slices.Sort(joins)
+	return joins
 }
 
 // UnhurriedTypes returns the event types marked Unhurried, sorted.
@@ -121,9 +142,9 @@ type urgency int
 
 const (
 	urgent      urgency = iota // a handled event not marked Unhurried, or a message without a type
-	unhurried                  // an event of a type marked Unhurried (or the first of a Join)
+	unhurried                  // an event of a type marked Unhurried (or of a Join, not its last)
 	indifferent                // an event nobody handles: it needs no transaction, and neither starts nor ends a wait
-	joining                    // an event of a Join: unhurried if it is the first of its pair, else urgent
+	joining                    // an event of a Join: unhurried unless it is the last of its join to come
 )
 
 // urgencyOf tells how soon m must be applied, and its type, reading only its type header.
@@ -134,7 +155,7 @@ func (r *Router) urgencyOf(m kafka.Message) (urgency, string) {
 		}
 		t := string(h.Value)
 		_, routed := r.routes[t]
-		_, joins := r.partner[t]
+		_, joins := r.member[t]
 		switch {
 		case r.unhurried[t]:
 			return unhurried, t

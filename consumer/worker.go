@@ -38,16 +38,19 @@ type worker struct {
 	commits  *committer
 	in       <-chan kafka.Message
 	log      zerolog.Logger
-	attempts map[msgKey]int // failed handler attempts, for messages at the head of the batch
-	halves   map[half]bool  // the first events of Router.Join pairs taken, whose second has not come
+	attempts map[msgKey]int     // failed handler attempts, for messages at the head of the batch
+	joined   map[joinKey]uint32 // per key and Router.Join, the bits of the members taken while others are to come
 }
 
-// half is the first event of a Join pair for a key, taken by a worker.
-type half struct{ key, eventType string }
+// joinKey is a key's place in one of the router's joins.
+type joinKey struct {
+	key  string
+	join int
+}
 
-// maxHalves bounds a worker's memory of unpaired Join events (a pair whose second never comes: the saga
-// took another way); past it the worker forgets them all, and the seconds of those pairs wait once.
-const maxHalves = 10_000
+// maxJoined bounds a worker's memory of incomplete joins (one whose last member never comes: the saga took
+// another way); past it the worker forgets them all, and the last members of those joins wait once.
+const maxJoined = 10_000
 
 // msgKey identifies a message among the topics one worker reads.
 type msgKey struct {
@@ -60,7 +63,7 @@ func keyOf(m kafka.Message) msgKey { return msgKey{m.Topic, m.Offset} }
 // run applies the messages from w.in until stop ends; the batch in hand when it does is finished (but not
 // retried) with ctx, which bounds the database work.
 func (w *worker) run(stop, ctx context.Context) {
-	w.attempts, w.halves = map[msgKey]int{}, map[half]bool{}
+	w.attempts, w.joined = map[msgKey]int{}, map[joinKey]uint32{}
 	batch := make([]kafka.Message, 0, w.c.cfg.BatchSize)
 	var linger *time.Timer // made on the first wait
 	for {
@@ -108,27 +111,28 @@ func (p *pace) add(u urgency) {
 
 func (p pace) mayWait() bool { return p.unhurried && !p.urgent }
 
-// urgencyOf tells how soon m must be applied (see urgency), and remembers the first event of a Join pair
-// so that its second is urgent. Every message the worker takes goes through it once.
+// urgencyOf tells how soon m must be applied (see urgency), and remembers the members of a Join taken so
+// that its last is urgent. Every message the worker takes goes through it once.
 func (w *worker) urgencyOf(m kafka.Message) urgency {
 	u, t := w.c.router.urgencyOf(m)
 	if u != joining {
 		return u
 	}
-	key := string(m.Key)
-	if first := (half{key, w.c.router.partner[t]}); w.halves[first] {
-		delete(w.halves, first)
-		return urgent
+	jm := w.c.router.member[t]
+	k := joinKey{string(m.Key), jm.join}
+	if taken := w.joined[k] | jm.bit; taken != jm.all {
+		if _, known := w.joined[k]; !known && len(w.joined) >= maxJoined {
+			clear(w.joined)
+		}
+		w.joined[k] = taken
+		return unhurried
 	}
-	if len(w.halves) >= maxHalves {
-		clear(w.halves)
-	}
-	w.halves[half{key, t}] = true
-	return unhurried
+	delete(w.joined, k)
+	return urgent
 }
 
 // linger adds to batch, made of unhurried events (and ignored ones), what arrives until timer fires, the
-// batch is full, stop ends or an urgent event arrives (the second of a Join pair among them), which goes
+// batch is full, stop ends or an urgent event arrives (the last of a Join among them), which goes
 // in too: the batch is then applied as one transaction. An event nobody handles joins without ending the
 // wait. Stopping ends the wait, not the batch: it is finished like any batch in hand.
 func (w *worker) linger(stop context.Context, batch []kafka.Message, timer *time.Timer) []kafka.Message {

@@ -7,6 +7,7 @@ package sagas
 import (
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Service names; each owns a database of that name and publishes to Topic(name).
@@ -66,8 +67,8 @@ func OrderSaga() []Reaction {
 		{Order, TriggerPlaceOrder, "accept the order as PENDING", []string{"order.placed"}, Forward},
 		{Inventory, "order.placed", "reserve every line or none", []string{"stock.reserved", "stock.rejected"}, Forward},
 		{Customer, "order.placed", "check the customer exists and is not blocked", []string{"customer.approved", "customer.rejected"}, Forward},
-		{Payment, "order.placed", "remember the payment token and customer", nil, Record},
-		{Shipping, "order.placed", "remember the shipping address", nil, Record},
+		{Payment, "order.placed", "remember the payment token and customer; authorize if the stock and the approval came first", []string{"payment.authorized", "payment.declined"}, Forward},
+		{Shipping, "order.placed", "remember the shipping address; schedule if the authorization came first", []string{"shipment.scheduled", "shipment.failed"}, Forward},
 		{Notification, "order.placed", "remember the customer", nil, Record},
 		{Payment, "stock.reserved", "authorize the total once the customer is approved", []string{"payment.authorized", "payment.declined"}, Forward},
 		{Payment, "customer.approved", "authorize the total once the stock is reserved", []string{"payment.authorized", "payment.declined"}, Forward},
@@ -155,8 +156,9 @@ func Unhurried(service string) []string {
 		if r.Service != service || !r.IsEvent() {
 			continue
 		}
-		ok := (r.Kind == Record && !slices.Contains(lifecycle, r.Trigger)) ||
-			(r.Kind == Forward && slices.Contains(outcomes, r.Trigger))
+		ok := !joined(service, r.Trigger) && // a Join's member may be the one that completes it
+			((r.Kind == Record && !slices.Contains(lifecycle, r.Trigger)) ||
+				(r.Kind == Forward && slices.Contains(outcomes, r.Trigger)))
 		if seen, known := off[r.Trigger]; known {
 			ok = ok && seen // every reaction to the type must be off the path
 		}
@@ -172,39 +174,43 @@ func Unhurried(service string) []string {
 	return types
 }
 
-// A Join is a step that needs two events of an order, in whichever order they come: the reaction to the
-// first only records, so it may wait for the second to share its transaction (consumer.Router.Join).
+// A Join is a step that needs several events of an order, in whichever order they come: the reactions to
+// all but the last only record, so they may wait for the last to share its transaction
+// (consumer.Router.Join).
 type Join struct {
 	Service string
-	Types   [2]string
+	Types   []string
 }
 
-// OrderJoins are the saga's joins: payment authorizes once the stock is reserved and the customer
-// approved, which the inventory and customer services decide in parallel.
+// OrderJoins are the saga's joins: payment authorizes once it has the payment token (order.placed), the
+// reserved total and the customer's approval, the last two decided in parallel by inventory and customer;
+// shipping schedules once it has the address and the authorization. In the saga's usual course the last
+// of each is the step's trigger, but a consumer reads each topic with a reader of its own, so any of them
+// may come last.
 func OrderJoins() []Join {
-	return []Join{{Payment, [2]string{"stock.reserved", "customer.approved"}}}
+	return []Join{
+		{Payment, []string{"order.placed", "stock.reserved", "customer.approved"}},
+		{Shipping, []string{"order.placed", "payment.authorized"}},
+	}
 }
 
-// Joins returns service's joins as "a+b" (a before b), sorted, as consumer.Router.Joins lists them.
+// Joins returns service's joins, each as its types sorted and joined by "+", sorted, as
+// consumer.Router.Joins lists them.
 func Joins(service string) []string {
-	var pairs []string
+	var joins []string
 	for _, j := range OrderJoins() {
 		if j.Service == service {
-			a, b := j.Types[0], j.Types[1]
-			if b < a {
-				a, b = b, a
-			}
-			pairs = append(pairs, a+"+"+b)
+			joins = append(joins, strings.Join(slices.Sorted(slices.Values(j.Types)), "+"))
 		}
 	}
-	sort.Strings(pairs)
-	return pairs
+	sort.Strings(joins)
+	return joins
 }
 
-// joined reports whether service's reaction to eventType is one half of a Join.
+// joined reports whether service's reaction to eventType is part of a Join.
 func joined(service, eventType string) bool {
 	for _, j := range OrderJoins() {
-		if j.Service == service && slices.Contains(j.Types[:], eventType) {
+		if j.Service == service && slices.Contains(j.Types, eventType) {
 			return true
 		}
 	}

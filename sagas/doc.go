@@ -44,15 +44,15 @@ func Markdown() string {
 		case slices.Contains(Unhurried(r.Service), r.Trigger):
 			wait = "yes"
 		case r.IsEvent() && joined(r.Service, r.Trigger):
-			wait = "if first of the two"
+			wait = "unless it comes last of its join"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.Service, trigger, r.Action, emits, r.Kind, wait)
 	}
 	b.WriteString("\n*May wait*: the reaction is off the saga's critical path (a record of an order's event that a later step reads, " +
 		"or a step after the order's outcome), so it may wait, up to `CONSUMER_LINGER`, for the service's next event " +
 		"to share its transaction (`sagas.Unhurried`, `consumer.Router.Unhurried`). Compensations never wait. " +
-		"*If first of the two*: a step that needs both of two events (`sagas.OrderJoins`, `consumer.Router.Join`); " +
-		"the first to arrive only records, so it may wait for the second, which never waits.\n")
+		"*Unless it comes last of its join*: a step that needs several events of an order (`sagas.OrderJoins`, " +
+		"`consumer.Router.Join`); those that arrive before the last only record, so they may wait for it, and the last never waits.\n")
 	b.WriteString("\n## Topics each service consumes\n\n| service | publishes to | consumes |\n| --- | --- | --- |\n")
 	for _, s := range Services() {
 		fmt.Fprintf(&b, "| %s | `%s` | `%s` |\n", s, Topic(s), strings.Join(Subscriptions(s), "`, `"))

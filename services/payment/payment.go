@@ -82,11 +82,10 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 // Handlers registers the payment reactions.
 func (s *Service) Handlers(r *consumer.Router) {
 	consumer.On(r, s.onPlaced)
-	r.Unhurried(events.OrderPlaced{}) // a record: it commits with the stock or the approval that needs it
 	consumer.On(r, s.onReserved)
 	consumer.On(r, s.onApproved)
-	// Authorizing needs both; the first only records, and commits with the second.
-	r.Join(events.StockReserved{}, events.CustomerApproved{})
+	// Authorizing needs all three; those before the last only record, and commit with it.
+	r.Join(events.OrderPlaced{}, events.StockReserved{}, events.CustomerApproved{})
 	consumer.On(r, s.onCreditLimit)
 	r.OnEach(s.refund, events.ShipmentFailed{}, events.OrderCancelled{})
 }

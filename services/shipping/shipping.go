@@ -76,8 +76,9 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 // Handlers registers the shipping reactions.
 func (s *Service) Handlers(r *consumer.Router) {
 	consumer.On(r, s.onPlaced)
-	r.Unhurried(events.OrderPlaced{}) // a record: it commits with the authorization that needs it
 	r.OnEach(s.onAuthorized, events.PaymentAuthorized{})
+	// Scheduling needs both; the first only records, and commits with the second.
+	r.Join(events.OrderPlaced{}, events.PaymentAuthorized{})
 	r.OnEach(s.cancel, events.OrderCancelled{})
 }
 
