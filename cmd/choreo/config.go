@@ -167,7 +167,7 @@ func settings() []setting {
 			return
 		}},
 		{"CONSUMER_APPLY_INTERVAL", "0s", "least time between two transactions of a service's consumer: under load the events of an interval share one (fewer commits, relay reads and Kafka requests), each hop may wait that long; 0: apply at once", false, consumers, func(c *Config, v string) (err error) { c.ApplyInterval, err = time.ParseDuration(v); return }},
-		{"CONSUMER_LINGER", "100ms", "how long a service's events off the saga's critical path (records a later step reads, reactions to an order's outcome, the first of two events a step needs both of) may wait for others to share their transaction; the first event on the path ends the wait; 0: none", false, consumers, func(c *Config, v string) (err error) { c.Linger, err = time.ParseDuration(v); return }},
+		{"CONSUMER_LINGER", "100ms", "how long a service's events off the saga's critical path (records a later step reads, reactions to an order's outcome, the events a step needs all of but the last) may wait for others to share their transaction; the first event on the path ends the wait; 0: none", false, consumers, func(c *Config, v string) (err error) { c.Linger, err = time.ParseDuration(v); return }},
 		{"KAFKA_EMBEDDED_ADDR", "127.0.0.1:9092", "where the embedded broker listens when KAFKA_BROKERS is empty ('choreo run')", false, embedded, str(func(c *Config) *string { return &c.KafkaEmbeddedAddr })},
 		{"KAFKA_TLS", "false", "connect to Kafka over TLS", false, kafkaClients, func(c *Config, v string) (err error) { c.KafkaTLS, err = strconv.ParseBool(v); return }},
 		{"KAFKA_TLS_CA_FILE", "", "PEM CA certificates the brokers are verified with (empty: the system's)", false, kafkaClients, str(func(c *Config) *string { return &c.KafkaTLSCAFile })},

@@ -90,7 +90,7 @@ var (
 	consApplied    = prometheus.NewDesc("choreo_consumer_events_total", "Events whose offset moved on, by outcome.", []string{"service", "outcome"}, nil)
 	consRetries    = prometheus.NewDesc("choreo_consumer_retries_total", "Batches retried after a failure.", labels, nil)
 	consConflicts  = prometheus.NewDesc("choreo_consumer_lock_conflicts_total", "Batches retried at once after a deadlock or serialization failure.", labels, nil)
-	consLingered   = prometheus.NewDesc("choreo_consumer_lingered_batches_total", "Batches of events off the saga's critical path that waited (CONSUMER_LINGER), by what ended the wait: the next event (joined) or the linger (expired).", []string{"service", "ended"}, nil)
+	consLingered   = prometheus.NewDesc("choreo_consumer_lingered_batches_total", "Batches of events off the saga's critical path that waited (CONSUMER_LINGER), by what ended the wait: an event that may not wait, a full batch or shutdown (joined), or the linger (expired).", []string{"service", "ended"}, nil)
 	consFetchErrs  = prometheus.NewDesc("choreo_consumer_fetch_errors_total", "Failed fetches from Kafka (broker unreachable, rebalance failures).", labels, nil)
 	projLabels     = []string{"service", "projection"}
 	projApplied    = prometheus.NewDesc("choreo_projection_events_total", "Events the live projection applied.", projLabels, nil)
