@@ -52,7 +52,10 @@ func Markdown() string {
 		"or a step after the order's outcome), so it may wait, up to `CONSUMER_LINGER`, for the service's next event " +
 		"to share its transaction (`sagas.Unhurried`, `consumer.Router.Unhurried`). Compensations never wait. " +
 		"*Unless it comes last of its join*: a step that needs several events of an order (`sagas.OrderJoins`, " +
-		"`consumer.Router.Join`); those that arrive before the last only record, so they may wait for it, and the last never waits.\n")
+		"`consumer.Router.Join`); those that arrive before the last only record, so they may wait for it, and the last never waits. The joins:\n\n")
+	for _, j := range OrderJoins() {
+		fmt.Fprintf(&b, "- %s: `%s`\n", j.Service, strings.Join(j.Types, "` + `"))
+	}
 	b.WriteString("\n## Topics each service consumes\n\n| service | publishes to | consumes |\n| --- | --- | --- |\n")
 	for _, s := range Services() {
 		fmt.Fprintf(&b, "| %s | `%s` | `%s` |\n", s, Topic(s), strings.Join(Subscriptions(s), "`, `"))
