@@ -836,23 +836,34 @@ func lingerFixtureWith(t *testing.T, linger time.Duration, mark func(*consumer.R
 	if _, err := f.pool.Exec(context.Background(), `CREATE TABLE applied_in (event_id uuid PRIMARY KEY, type text NOT NULL, txid bigint NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	inTx := func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-		_, err := tx.Exec(ctx, `INSERT INTO applied_in VALUES ($1, $2, txid_current())`, ev.ID, ev.Type)
-		return err
-	}
-	r := cancelledRouter(t, inTx)
-	r.OnEach(inTx, events.OrderConfirmed{})
+	r := cancelledRouter(t, applyIn)
+	r.OnEach(applyIn, events.OrderConfirmed{})
 	mark(r)
 	return f, f.start(t, r, func(c *consumer.Config) { c.Linger = linger })
 }
 
-func confirmed(t *testing.T, subject string) kafka.Message {
+// applyIn records the event and its transaction in applied_in.
+func applyIn(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
+	_, err := tx.Exec(ctx, `INSERT INTO applied_in VALUES ($1, $2, txid_current())`, ev.ID, ev.Type)
+	return err
+}
+
+// message is an event of payload p about subject, as a Kafka message.
+func message(t *testing.T, subject string, p events.Payload) kafka.Message {
 	t.Helper()
-	e, err := events.New("test", subject, events.OrderConfirmed{OrderID: subject})
+	e, err := events.New("test", subject, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return events.ToMessage("", e)
+}
+
+func confirmed(t *testing.T, subject string) kafka.Message {
+	return message(t, subject, events.OrderConfirmed{OrderID: subject})
+}
+
+func sold(t *testing.T, subject string) kafka.Message {
+	return message(t, subject, events.StockSold{OrderID: subject})
 }
 
 // appliedIn returns how many events of each type applied_in holds, and in how many transactions.
@@ -954,15 +965,6 @@ func TestUnhurriedEventsAloneAreAppliedOnceTheLingerIsOver(t *testing.T) {
 	t.Logf("10 events sent over %v in %d transactions", spread, txs)
 }
 
-func sold(t *testing.T, subject string) kafka.Message {
-	t.Helper()
-	e, err := events.New("test", subject, events.StockSold{OrderID: subject})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return events.ToMessage("", e)
-}
-
 // TestTheFirstOfAJoinWaitsForTheSecond: of two joined types, the first to arrive for a key waits (here for
 // as long as the test could run) and commits with the second; a second whose first was applied already
 // (with an event of another type, which ended its wait) does not wait at all.
@@ -970,10 +972,7 @@ func TestTheFirstOfAJoinWaitsForTheSecond(t *testing.T) {
 	t.Parallel()
 	f, _ := lingerFixtureWith(t, time.Hour, func(r *consumer.Router) {
 		r.Join(events.OrderCancelled{}, events.OrderConfirmed{})
-		r.OnEach(func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-			_, err := tx.Exec(ctx, `INSERT INTO applied_in VALUES ($1, $2, txid_current())`, ev.ID, ev.Type)
-			return err
-		}, events.StockSold{})
+		r.OnEach(applyIn, events.StockSold{})
 	})
 	// Two orders' firsts, each of the pair's other type.
 	f.produce(t, events.ToMessage("", event(t, "p0/o-a", 1)), confirmed(t, "p0/o-b"))
@@ -1004,10 +1003,7 @@ func TestTheFirstOfAJoinWaitsForTheSecond(t *testing.T) {
 func TestAJoinOfThreeWaitsForItsLast(t *testing.T) {
 	t.Parallel()
 	f, _ := lingerFixtureWith(t, time.Hour, func(r *consumer.Router) {
-		r.OnEach(func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-			_, err := tx.Exec(ctx, `INSERT INTO applied_in VALUES ($1, $2, txid_current())`, ev.ID, ev.Type)
-			return err
-		}, events.StockSold{})
+		r.OnEach(applyIn, events.StockSold{})
 		r.Join(events.OrderCancelled{}, events.OrderConfirmed{}, events.StockSold{})
 	})
 	f.produce(t, sold(t, "p0/o-a"), confirmed(t, "p0/o-a"))

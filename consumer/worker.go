@@ -86,9 +86,8 @@ func (w *worker) run(stop, ctx context.Context) {
 			}
 		}
 		if d := w.c.cfg.Linger; d > 0 && pace.mayWait() {
-			if linger == nil {
+			if linger == nil { // linger stops it whenever it returns
 				linger = time.NewTimer(d)
-				defer linger.Stop()
 			} else {
 				linger.Reset(d)
 			}
