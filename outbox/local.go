@@ -1,14 +1,18 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
 )
 
 // writerSetting is the session setting that names the process a connection belongs to. The outbox trigger
@@ -16,25 +20,56 @@ import (
 // LocalCommits instead.
 const writerSetting = "choreo.outbox_writer"
 
-// LocalCommits wakes the relay of this process as soon as a transaction of this process that appended to
+// LocalCommits tells the relay of this process as soon as a transaction of this process that appended to
 // the outbox commits, without going through Postgres. A NOTIFY takes a lock that every notifying
 // transaction in the cluster holds through its WAL flush, so notifying writers commit one at a time; with
 // LocalCommits only writers in other processes (other replicas of the service) notify.
 //
 // It watches the pool's statements with a pgx tracer: an append (AppendMessages) marks its connection, and
 // when that connection leaves the transaction (commit, or an append outside a transaction) the relay is
-// woken. Configure it on the pool the service writes with and pass it to the relay with WithLocalCommits.
+// told. When every append of the transaction was held back on a postgres.Tx (postgres.Later, as
+// FlushDeferred and a service's own appends do), those statements returned their ids, and the relay is
+// handed the committed rows: it publishes them without reading them back if it can tell that no lower id
+// is missing (see frontier), and reads otherwise. Otherwise it is woken to read. Configure it on the pool
+// the service writes with and pass it to the relay with WithLocalCommits.
 type LocalCommits struct {
-	id   string
-	wake chan struct{}
+	id     string
+	wake   chan struct{}
+	handed chan []Record // committed transactions' rows, for the relay
 
 	mu     sync.Mutex
-	marked map[*pgconn.PgConn]struct{} // connections whose open transaction appended to the outbox
+	marked map[*pgconn.PgConn]*appends // connections whose open transaction appended to the outbox
 }
+
+// appends are what a transaction appended: how many statements, and the rows of those that returned them.
+type appends struct {
+	statements, returned int
+	rows                 []Record
+}
+
+// handOverQueue is how many committed transactions' rows wait for the relay before LocalCommits wakes it
+// to read instead.
+const handOverQueue = 256
 
 // NewLocalCommits returns a LocalCommits with an id of its own.
 func NewLocalCommits() *LocalCommits {
-	return &LocalCommits{id: uuid.NewString(), wake: make(chan struct{}, 1), marked: map[*pgconn.PgConn]struct{}{}}
+	return &LocalCommits{id: uuid.NewString(), wake: make(chan struct{}, 1), handed: make(chan []Record, handOverQueue),
+		marked: map[*pgconn.PgConn]*appends{}}
+}
+
+// laterQueryer is postgres.Later's Execer on a postgres.Tx: it holds a statement back with a reader of
+// its rows.
+type laterQueryer interface {
+	QueryLater(sql string, args []any, read func(pgx.Rows))
+	Conn() *pgx.Conn
+}
+
+// localCommitsOf returns the LocalCommits that watches conn's statements, or nil.
+func localCommitsOf(conn *pgx.Conn) *LocalCommits {
+	if t, ok := conn.Config().Tracer.(*commitTracer); ok {
+		return t.l
+	}
+	return nil
 }
 
 // Configure makes the connections of a pool built from cfg report their outbox commits to l and tell the
@@ -54,33 +89,81 @@ func (l *LocalCommits) Configure(cfg *pgxpool.Config) {
 	}
 }
 
-// Woken receives a value after one or more local commits that appended to the outbox.
+// Woken receives a value after one or more local commits that appended to the outbox, and were not handed
+// over (Handed).
 func (l *LocalCommits) Woken() <-chan struct{} { return l.wake }
+
+// Handed receives the rows of a local transaction that appended to the outbox, once it has committed, in
+// id order.
+func (l *LocalCommits) Handed() <-chan []Record { return l.handed }
+
+// of returns conn's appends, recording them if there are none yet. l.mu is held.
+func (l *LocalCommits) of(conn *pgx.Conn) *appends {
+	a := l.marked[conn.PgConn()]
+	if a == nil {
+		a = &appends{}
+		l.marked[conn.PgConn()] = a
+	}
+	return a
+}
 
 // mark records that conn's open transaction (or statement) appended to the outbox.
 func (l *LocalCommits) mark(conn *pgx.Conn) {
 	l.mu.Lock()
-	l.marked[conn.PgConn()] = struct{}{}
+	l.of(conn).statements++
+	l.mu.Unlock()
+}
+
+// appended records the rows an append of msgs on conn returned: their ids, ascending, one per message.
+// Anything else leaves the append's rows unknown, and the relay reads them.
+func (l *LocalCommits) appended(conn *pgx.Conn, msgs []kafka.Message, rows pgx.Rows) {
+	now := time.Now() // the rows' created_at is the clock at their insert, which came with this round trip
+	recs := make([]Record, 0, len(msgs))
+	for rows.Next() {
+		var id int64
+		if rows.Scan(&id) != nil || len(recs) == len(msgs) || (len(recs) > 0 && id <= recs[len(recs)-1].ID) {
+			return
+		}
+		m := msgs[len(recs)]
+		recs = append(recs, Record{ID: id, CreatedAt: now, Message: kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers}})
+	}
+	if rows.Err() != nil || len(recs) != len(msgs) {
+		return
+	}
+	l.mu.Lock()
+	a := l.of(conn)
+	a.returned++
+	a.rows = append(a.rows, recs...)
 	l.mu.Unlock()
 }
 
 // ended is told that a statement or batch on conn finished, successfully or not; once conn is out of any
-// transaction, one that appended is over, and the relay is woken if it committed.
+// transaction, one that appended is over, and if it committed the relay is handed its rows, or woken.
 func (l *LocalCommits) ended(conn *pgx.Conn, ok bool) {
 	if conn.PgConn().TxStatus() != 'I' { // still in a transaction: nothing is visible to the relay yet
 		return
 	}
 	l.mu.Lock()
-	_, appended := l.marked[conn.PgConn()]
-	if appended {
+	a := l.marked[conn.PgConn()]
+	if a != nil {
 		delete(l.marked, conn.PgConn())
 	}
 	l.mu.Unlock()
-	if appended && ok {
+	if a == nil || !ok || a.statements == 0 {
+		return
+	}
+	if a.returned == a.statements {
+		rows := a.rows
+		slices.SortFunc(rows, func(x, y Record) int { return cmp.Compare(x.ID, y.ID) })
 		select {
-		case l.wake <- struct{}{}:
-		default:
+		case l.handed <- rows:
+			return
+		default: // the relay is behind or standing by: it reads them
 		}
+	}
+	select {
+	case l.wake <- struct{}{}:
+	default:
 	}
 }
 

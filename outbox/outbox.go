@@ -91,6 +91,13 @@ func AppendMessages(ctx context.Context, tx Execer, msgs ...kafka.Message) error
 		}
 		args = append(args, m.Topic, m.Key, keys, values, m.Value)
 	}
+	if q, ok := tx.(laterQueryer); ok {
+		if l := localCommitsOf(q.Conn()); l != nil { // the relay may take the rows from l once they commit
+			conn := q.Conn()
+			q.QueryLater(appendSQL(len(msgs))+returningID, args, func(rows pgx.Rows) { l.appended(conn, msgs, rows) })
+			return nil
+		}
+	}
 	if _, err := tx.Exec(ctx, appendSQL(len(msgs)), args...); err != nil {
 		return fmt.Errorf("insert %d outbox rows: %w", len(msgs), err)
 	}
@@ -147,8 +154,12 @@ const (
 	maxAppendRows = 10_000
 )
 
-// appendPrefix starts every append; LocalCommits recognises appends by it.
-const appendPrefix = "INSERT INTO outbox (topic, key, header_keys, header_values, value) "
+// appendPrefix starts every append; LocalCommits recognises appends by it. An append whose rows the relay
+// may be handed ends with returningID.
+const (
+	appendPrefix = "INSERT INTO outbox (topic, key, header_keys, header_values, value) "
+	returningID  = " RETURNING id"
+)
 
 // appendSQL is the INSERT of n rows. Its text depends only on n, so it stays parameterised and prepared
 // statements are reused (an outbox append is mostly 1 to a few rows).

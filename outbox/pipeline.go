@@ -1,14 +1,17 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/internal/retry"
@@ -172,10 +175,19 @@ func (r *Relay) deleted(ids []int64, batches int, flying *inflight) {
 // caught up. Writers of this process wake the relay in process instead (LocalCommits), whatever the flag
 // says, and a wake-up of theirs leaves the flag as it is.
 func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}, out chan<- batch, acked *ackedRows, flying *inflight) {
-	var local <-chan struct{} // nil: no LocalCommits, the case never fires
+	var local <-chan struct{}  // nil: no LocalCommits, the case never fires
+	var handed <-chan []Record // likewise
 	if r.cfg.local != nil {
-		local = r.cfg.local.Woken()
+		local, handed = r.cfg.local.Woken(), r.cfg.local.Handed()
+		for drained := false; !drained; { // handed to a relay that was not active: the first read finds them
+			select {
+			case <-handed:
+			default:
+				drained = true
+			}
+		}
 	}
+	front := newFrontier()
 	// The flag goes up first: a relay that stopped while streaming may have left it down. Writers in
 	// progress then may have seen it down (unsure): they are waited for like those of any raise below.
 	announced := r.setWaiting(stopCtx, true) == nil
@@ -189,7 +201,8 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 	defer poll.Stop()
 	for attempt := 0; stopCtx.Err() == nil && workCtx.Err() == nil; {
 		del, delBatches := acked.take(deleteAge)
-		recs, more, finish, err := r.read(stopCtx, del, flying.list())
+		got, finish, err := r.read(stopCtx, del, flying.list(), front.wantsBound())
+		recs, more := got.records, got.more
 		if err != nil {
 			r.endDeletes(finish, del, delBatches, acked, flying)
 			if stopCtx.Err() != nil {
@@ -204,6 +217,7 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			continue
 		}
 		attempt = 0
+		front.read(ids(recs), got.xmin, got.bound, !more)
 		// The batch goes to the publisher before the deletes that came with it end, if it is free; never
 		// does a delete's transaction stay open while the reader waits for it.
 		sent := len(recs) == 0
@@ -216,12 +230,8 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			}
 		}
 		r.endDeletes(finish, del, delBatches, acked, flying) // the rows read are good either way
-		if !sent {
-			select {
-			case out <- batch{records: recs}:
-			case <-workCtx.Done():
-				return
-			}
+		if !sent && !send(workCtx, out, recs) {
+			return
 		}
 		if more {
 			// A backlog: read on without waiting, and let writers stop notifying meanwhile.
@@ -270,6 +280,26 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 	wait:
 		for {
 			select {
+			case recs := <-handed:
+				// A local transaction's rows, committed: published as they are if they are what a read
+				// would return next, read otherwise.
+				if !r.fits(recs) {
+					r.handOversRead.Add(1)
+					break wait
+				}
+				take, seen := front.handOver(ids(recs))
+				if !take && !seen {
+					r.handOversRead.Add(1)
+					break wait
+				}
+				if take {
+					flying.add(recs)
+					if !send(workCtx, out, recs) {
+						return
+					}
+					r.handOvers.Add(1)
+				}
+				continue
 			case <-wake:
 				notified = true
 			case <-local:
@@ -291,6 +321,28 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		if notified && r.setWaiting(stopCtx, false) == nil {
 			announced = false
 		}
+	}
+}
+
+// fits reports whether recs make one batch, as a read would cut it (count, then MaxBatchBytes).
+func (r *Relay) fits(recs []Record) bool {
+	if len(recs) > r.cfg.batchSize {
+		return false
+	}
+	size := 0
+	for _, rec := range recs {
+		size += messageSize(rec.Message)
+	}
+	return size <= MaxBatchBytes || len(recs) == 1
+}
+
+// send hands recs to the publish stage, unless ctx ends first.
+func send(ctx context.Context, out chan<- batch, recs []Record) bool {
+	select {
+	case out <- batch{records: recs}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -331,11 +383,32 @@ func (r *Relay) stillInProgress(ctx context.Context, xids []string) []string {
 	return left
 }
 
-// Postgres 14+ hashes the array of a "<> ALL" with a parameter, so skipping in-flight ids stays cheap.
+// readSQL returns the lowest rows not in flight, each with its read's snapshot's xmin (for the frontier),
+// and that alone when there is no row. readBoundSQL also takes a transaction id after the snapshot (the
+// frontier's bound; only in a transaction that does not wait for its commit). Postgres 14+ hashes the array
+// of a "<> ALL" with a parameter, so skipping in-flight ids stays cheap.
 const (
-	readColumns = `id, topic, key, header_keys, header_values, CASE WHEN header_keys IS NULL THEN headers END, value, created_at`
-	readSQL     = `SELECT ` + readColumns + ` FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2`
+	readColumns  = `id, topic, key, header_keys, header_values, CASE WHEN header_keys IS NULL THEN headers END, value, created_at`
+	readRows     = `LEFT JOIN LATERAL (SELECT ` + readColumns + ` FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2) AS o ON true`
+	readSQL      = `SELECT pg_snapshot_xmin(s)::text::bigint, 0::bigint, o.* FROM pg_current_snapshot() AS s ` + readRows
+	readBoundSQL = `SELECT pg_snapshot_xmin(s)::text::bigint, x::text::bigint, o.* FROM pg_current_snapshot() AS s CROSS JOIN pg_current_xact_id() AS x ` + readRows
 )
+
+// readBatch is what a read returned.
+type readBatch struct {
+	records     []Record
+	more        bool  // the read stopped at the batch's count or size: more rows wait behind it
+	xmin, bound int64 // its snapshot's xmin, and the transaction id it took after it (or 0)
+}
+
+// ids returns the ids of recs.
+func ids(recs []Record) []int64 {
+	out := make([]int64, len(recs))
+	for i, r := range recs {
+		out[i] = r.ID
+	}
+	return out
+}
 
 // queueDelete begins a batch that deletes the published rows ids in a transaction whose commit does not
 // wait for the WAL flush: a delete lost in a crash only publishes its rows again (consumers skip
@@ -369,18 +442,25 @@ const (
 // batch was cut by count or bytes). With del (published rows), the same round trip deletes them, after the
 // read and in its transaction, which does not wait for the WAL flush (queueDelete). finish ends that
 // transaction and reports whether the rows were deleted; the caller hands the batch on first, and calls
-// finish also when read fails (the rows may have been deleted all the same).
-func (r *Relay) read(ctx context.Context, del []int64, flying []int64) (recs []Record, more bool, finish func() error, err error) {
+// finish also when read fails (the rows may have been deleted all the same). With bound, the read takes a
+// transaction id after its snapshot for the frontier (frontier.wantsBound), in such a transaction too.
+func (r *Relay) read(ctx context.Context, del []int64, flying []int64, bound bool) (got readBatch, finish func() error, err error) {
 	finish = func() error { return nil }
 	var rows pgx.Rows
-	if len(del) == 0 {
+	if len(del) == 0 && !bound {
 		rows, err = r.pool.Query(ctx, readSQL, flying, r.cfg.batchSize)
 	} else {
+		sql := readSQL
+		if bound {
+			sql = readBoundSQL
+		}
 		b := &pgx.Batch{}
 		b.Queue("begin")
 		b.Queue(asyncCommitSQL)
-		b.Queue(readSQL, flying, r.cfg.batchSize)
-		b.Queue(deleteSQL, del)
+		b.Queue(sql, flying, r.cfg.batchSize)
+		if len(del) > 0 {
+			b.Queue(deleteSQL, del)
+		}
 		b.Queue("commit")
 		br := r.pool.SendBatch(ctx, b)
 		finish = br.Close
@@ -391,38 +471,55 @@ func (r *Relay) read(ctx context.Context, del []int64, flying []int64) (recs []R
 		}
 	}
 	if err != nil {
-		return nil, false, finish, fmt.Errorf("read outbox: %w", err)
+		return readBatch{}, finish, fmt.Errorf("read outbox: %w", err)
 	}
-	recs = make([]Record, 0, min(r.cfg.batchSize, 16)) // grown as rows come: most reads under a trickle find one or two
-	size := 0
+	recs := make([]Record, 0, min(r.cfg.batchSize, 16)) // grown as rows come: most reads under a trickle find one or two
+	size, more, sorted := 0, false, true
 	for rows.Next() {
 		var rec Record
+		var id pgtype.Int8
+		var topic pgtype.Text
+		var created pgtype.Timestamptz
 		var keys []string
 		var values [][]byte
 		var legacy []byte
-		if err := rows.Scan(&rec.ID, &rec.Message.Topic, &rec.Message.Key, &keys, &values, &legacy, &rec.Message.Value, &rec.CreatedAt); err != nil {
+		if err := rows.Scan(&got.xmin, &got.bound, &id, &topic, &rec.Message.Key, &keys, &values, &legacy, &rec.Message.Value, &created); err != nil {
 			rows.Close()
-			return nil, false, finish, fmt.Errorf("scan outbox row: %w", err)
+			return readBatch{}, finish, fmt.Errorf("scan outbox row: %w", err)
 		}
+		if !id.Valid { // no row: the snapshot alone
+			continue
+		}
+		rec.ID, rec.Message.Topic, rec.CreatedAt = id.Int64, topic.String, created.Time
 		hs, err := headersOf(keys, values, legacy)
 		if err != nil {
 			rows.Close()
-			return nil, false, finish, fmt.Errorf("headers of outbox row %d: %w", rec.ID, err)
+			return readBatch{}, finish, fmt.Errorf("headers of outbox row %d: %w", rec.ID, err)
 		}
 		rec.Message.Headers = hs
-		// Stop at MaxBatchBytes so that no partition needs two produce requests (see MaxBatchBytes); the
-		// rows left out are read again next time.
-		if size += messageSize(rec.Message); size > MaxBatchBytes && len(recs) > 0 {
-			more = true
-			break
+		if len(recs) > 0 && rec.ID < recs[len(recs)-1].ID {
+			sorted = false // the join's output order is the subquery's in practice, not by promise
 		}
 		recs = append(recs, rec)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, false, finish, fmt.Errorf("read outbox: %w", err)
+		return readBatch{}, finish, fmt.Errorf("read outbox: %w", err)
 	}
-	return recs, more || len(recs) == r.cfg.batchSize, finish, nil
+	if !sorted {
+		slices.SortFunc(recs, func(a, b Record) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	more = len(recs) == r.cfg.batchSize
+	// Stop at MaxBatchBytes so that no partition needs two produce requests (see MaxBatchBytes); the rows
+	// left out are read again next time.
+	for i, rec := range recs {
+		if size += messageSize(rec.Message); size > MaxBatchBytes && i > 0 {
+			recs, more = recs[:i], true
+			break
+		}
+	}
+	got.records, got.more = recs, more
+	return got, finish, nil
 }
 
 // headersOf builds a row's Kafka headers from its arrays, or from the JSON of a row written by the

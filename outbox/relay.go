@@ -35,6 +35,9 @@ type Stats struct {
 	Batches   uint64    // batches published
 	Retries   uint64    // failed Kafka writes or database calls that were retried
 	LastAck   time.Time // when Kafka last acknowledged a batch
+	// Of the committed transactions LocalCommits handed over: published without a read, and read instead
+	// (a lower id was unaccounted for; see frontier).
+	HandOvers, HandOversRead uint64
 }
 
 // Relay publishes committed outbox rows to Kafka in id order and deletes them once acknowledged.
@@ -52,6 +55,7 @@ type Relay struct {
 
 	active                             atomic.Bool
 	published, batches, retries, ackNs atomic.Uint64
+	handOvers, handOversRead           atomic.Uint64
 }
 
 type config struct {
@@ -132,7 +136,8 @@ func (r *Relay) Stats() Stats {
 	if ns := r.ackNs.Load(); ns > 0 {
 		last = time.Unix(0, int64(ns))
 	}
-	return Stats{Active: r.active.Load(), Published: r.published.Load(), Batches: r.batches.Load(), Retries: r.retries.Load(), LastAck: last}
+	return Stats{Active: r.active.Load(), Published: r.published.Load(), Batches: r.batches.Load(), Retries: r.retries.Load(), LastAck: last,
+		HandOvers: r.handOvers.Load(), HandOversRead: r.handOversRead.Load()}
 }
 
 // Backlog reports how many rows wait to be published and the age of the oldest.

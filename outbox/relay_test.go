@@ -114,8 +114,28 @@ func TestEnvelopeRoundTripThroughKafka(t *testing.T) {
 // they were committed.
 func TestPerKeyOrderWithConcurrentWritersAndTwoRelays(t *testing.T) {
 	t.Parallel()
+	t.Run("writers of another process", func(t *testing.T) { t.Parallel(); perKeyOrder(t, false) })
+	// Writers in the relays' process hand their committed rows over (LocalCommits), and the relays publish
+	// them without a read when no lower id is missing.
+	t.Run("writers of the relays' process", func(t *testing.T) { t.Parallel(); perKeyOrder(t, true) })
+}
+
+func perKeyOrder(t *testing.T, local bool) {
 	ctx := context.Background()
-	pool, brokers := outboxDB(t), testenv.Kafka(t)
+	var configure []func(*pgxpool.Config)
+	var relayOpts []outbox.Option
+	appendNext, url := appendNext, ""
+	if local {
+		l := outbox.NewLocalCommits()
+		configure = append(configure, l.Configure)
+		relayOpts = append(relayOpts, outbox.WithLocalCommits(l))
+		appendNext = appendNextHeldBack
+		url = testenv.DurableServerURL(t) // a cluster of its own, as handOverRig's
+	} else {
+		url = testenv.DatabaseURL(t)
+	}
+	pool, brokers := connect(t, url, configure...), testenv.Kafka(t)
+	migrate(t, pool)
 	topic := newTopic(t, brokers, 4)
 	if _, err := pool.Exec(ctx, `CREATE TABLE aggregate (key text PRIMARY KEY, seq int NOT NULL)`); err != nil {
 		t.Fatal(err)
@@ -127,8 +147,8 @@ func TestPerKeyOrderWithConcurrentWritersAndTwoRelays(t *testing.T) {
 		}
 	}
 	log := testenv.Logger(t)
-	r1, _ := startRelay(t, pool, writer(t, brokers), log, outbox.WithBatchSize(50))
-	r2, _ := startRelay(t, pool, writer(t, brokers), log, outbox.WithBatchSize(50))
+	r1, _ := startRelay(t, pool, writer(t, brokers), log, append(relayOpts, outbox.WithBatchSize(50))...)
+	r2, _ := startRelay(t, pool, writer(t, brokers), log, append(relayOpts, outbox.WithBatchSize(50))...)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -140,6 +160,9 @@ func TestPerKeyOrderWithConcurrentWritersAndTwoRelays(t *testing.T) {
 				if err := appendNext(ctx, pool, topic, fmt.Sprintf("k%02d", (w*7+i)%keys)); err != nil {
 					errs <- err
 					return
+				}
+				if local && i%2 == 1 {
+					time.Sleep(time.Millisecond) // let the relay wait at times, so that it takes hand-overs
 				}
 			}
 		}()
@@ -172,9 +195,14 @@ func TestPerKeyOrderWithConcurrentWritersAndTwoRelays(t *testing.T) {
 		}
 		last[e.Subject] = seq
 	}
-	if s1, s2 := r1.Stats(), r2.Stats(); s1.Active == s2.Active {
+	s1, s2 := r1.Stats(), r2.Stats()
+	if s1.Active == s2.Active {
 		t.Fatalf("want exactly one active relay, got active=%v and active=%v", s1.Active, s2.Active)
 	}
+	if handed := s1.HandOvers + s2.HandOvers; local && handed == 0 {
+		t.Fatalf("no transaction's rows were published as handed over (%d read instead)", s1.HandOversRead+s2.HandOversRead)
+	}
+	t.Logf("hand-overs: %d published, %d read", s1.HandOvers+s2.HandOvers, s1.HandOversRead+s2.HandOversRead)
 }
 
 // TestALateCommitIsNotOvertakenByItsKeysNextRow: a transaction takes an outbox id, then others commit a
@@ -240,6 +268,28 @@ func appendNext(ctx context.Context, pool *pgxpool.Pool, topic, key string) erro
 		return err
 	}
 	if err := outbox.Append(ctx, tx, topic, e); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// appendNextHeldBack is appendNext in a postgres.Tx whose append is held back to the commit, as a service's
+// are: with LocalCommits on the pool, the relay is handed the row.
+func appendNextHeldBack(ctx context.Context, pool *pgxpool.Pool, topic, key string) error {
+	tx, err := postgres.BeginLater(ctx, pool)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	var seq int
+	if err := tx.QueryRow(ctx, `UPDATE aggregate SET seq = seq + 1 WHERE key = $1 RETURNING seq`, key).Scan(&seq); err != nil {
+		return fmt.Errorf("bump %s: %w", key, err)
+	}
+	e, err := events.New("test", key, events.OrderCancelled{OrderID: key, Reason: strconv.Itoa(seq)})
+	if err != nil {
+		return err
+	}
+	if err := outbox.Append(ctx, postgres.Later(tx), topic, e); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)

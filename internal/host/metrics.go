@@ -85,6 +85,7 @@ var (
 	relayPublished = prometheus.NewDesc("choreo_relay_published_total", "Outbox rows published to Kafka and deleted.", labels, nil)
 	relayRetries   = prometheus.NewDesc("choreo_relay_retries_total", "Failed Kafka writes or database calls the relay retried.", labels, nil)
 	relayActive    = prometheus.NewDesc("choreo_relay_active", "1 when this instance holds the outbox lock.", labels, nil)
+	relayHandOvers = prometheus.NewDesc("choreo_relay_handovers_total", "Committed transactions of this process whose rows were handed to the relay, by what the relay did: published them without reading them back (published), or read instead because a lower id was not yet accounted for (read).", []string{"service", "outcome"}, nil)
 	relayBacklog   = prometheus.NewDesc("choreo_outbox_backlog_rows", "Rows waiting in the outbox.", labels, nil)
 	relayOldest    = prometheus.NewDesc("choreo_outbox_oldest_age_seconds", "Age of the oldest row waiting in the outbox: the publish lag.", labels, nil)
 	consApplied    = prometheus.NewDesc("choreo_consumer_events_total", "Events whose offset moved on, by outcome.", []string{"service", "outcome"}, nil)
@@ -104,7 +105,7 @@ var (
 )
 
 func (c unitCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consLingered, consFetchErrs,
+	for _, d := range []*prometheus.Desc{relayPublished, relayRetries, relayActive, relayHandOvers, relayBacklog, relayOldest, consApplied, consRetries, consConflicts, consLingered, consFetchErrs,
 		projApplied, projSkipped, projRestarts, replayApplied, replayTotal, replayRate, replayRunning, consParkedKeys} {
 		ch <- d
 	}
@@ -117,6 +118,8 @@ func (c unitCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(relayPublished, prometheus.CounterValue, float64(rs.Published), name)
 		ch <- prometheus.MustNewConstMetric(relayRetries, prometheus.CounterValue, float64(rs.Retries), name)
 		ch <- prometheus.MustNewConstMetric(relayActive, prometheus.GaugeValue, boolValue(rs.Active), name)
+		ch <- prometheus.MustNewConstMetric(relayHandOvers, prometheus.CounterValue, float64(rs.HandOvers), name, "published")
+		ch <- prometheus.MustNewConstMetric(relayHandOvers, prometheus.CounterValue, float64(rs.HandOversRead), name, "read")
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if rows, oldest, err := u.relay.Backlog(ctx); err == nil {
 			ch <- prometheus.MustNewConstMetric(relayBacklog, prometheus.GaugeValue, float64(rows), name)

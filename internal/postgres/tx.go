@@ -148,6 +148,23 @@ func (t *Tx) Later(sql string, args ...any) {
 	t.owners = append(t.owners, t.owner)
 }
 
+// LaterQuery holds sql back like Later, for a statement whose rows the caller wants without waiting for
+// them: read is given them once the round trip that carries the statement returns (at the latest the
+// COMMIT's), before the results of the statements after it. The statement's failure is reported as
+// Later's is; read cannot fail it, since by then the round trip may have committed it.
+func (t *Tx) LaterQuery(sql string, args []any, read func(pgx.Rows)) {
+	t.later.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		read(rows)
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		t.sent++
+		return nil
+	})
+	t.owners = append(t.owners, t.owner)
+}
+
 // Own makes owner the owner of the statements held back from now on: should one fail, the statement or
 // commit that carried it reports a *HeldBackError naming owner. A consumer passes the index of the event
 // whose handler runs, so that the failure is the handler's, wherever it surfaces.
@@ -346,6 +363,15 @@ func (l laterExecer) Exec(_ context.Context, sql string, args ...any) (pgconn.Co
 	l.t.Later(sql, args...)
 	return pgconn.CommandTag{}, nil
 }
+
+// QueryLater holds sql back with a reader of its rows (Tx.LaterQuery). Only a held-back Execer has it, so
+// a caller can tell that its statement will not run at once.
+func (l laterExecer) QueryLater(sql string, args []any, read func(pgx.Rows)) {
+	l.t.LaterQuery(sql, args, read)
+}
+
+// Conn is the connection the statements go out on.
+func (l laterExecer) Conn() *pgx.Conn { return l.t.Conn() }
 
 func (t *Tx) Conn() *pgx.Conn { return t.conn.Conn() }
 

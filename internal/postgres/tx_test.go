@@ -17,10 +17,16 @@ import (
 )
 
 // onePoolWithTable returns a pool of one connection (one left in a transaction would be destroyed, or block
-// the next Acquire) to a database with an empty table t (n int PRIMARY KEY).
-func onePoolWithTable(t *testing.T) *pgxpool.Pool {
+// the next Acquire) to a database with an empty table t (n int PRIMARY KEY), its statements seen by tracer
+// if one is given.
+func onePoolWithTable(t *testing.T, tracer ...pgx.QueryTracer) *pgxpool.Pool {
 	t.Helper()
-	pool, err := postgres.Connect(t.Context(), testenv.DatabaseURL(t), func(c *pgxpool.Config) { c.MaxConns = 1 })
+	pool, err := postgres.Connect(t.Context(), testenv.DatabaseURL(t), func(c *pgxpool.Config) {
+		c.MaxConns = 1
+		if len(tracer) > 0 {
+			c.ConnConfig.Tracer = tracer[0]
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,17 +253,7 @@ func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEnd
 func TestBeginLaterSendsBeginWithTheFirstRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	trips := &roundTrips{}
-	pool, err := postgres.Connect(ctx, testenv.DatabaseURL(t), func(c *pgxpool.Config) {
-		c.MaxConns = 1
-		c.ConnConfig.Tracer = trips
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, `CREATE TABLE t (n int PRIMARY KEY)`); err != nil {
-		t.Fatal(err)
-	}
+	pool := onePoolWithTable(t, trips)
 	count := func() (n int) {
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -323,5 +319,67 @@ func TestBeginLaterSendsBeginWithTheFirstRoundTrip(t *testing.T) {
 	conn.Release()
 	if n := count(); n != 2 {
 		t.Fatalf("%d rows after the unsent transaction, want 2", n)
+	}
+}
+
+// TestLaterQueryReadsItsRowsWhenTheRoundTripReturns: a held-back statement's rows reach its reader with the
+// round trip that carries it (here the COMMIT's, one round trip in all), and a statement that fails fails
+// the commit as the statement of its owner.
+func TestLaterQueryReadsItsRowsWhenTheRoundTripReturns(t *testing.T) {
+	ctx := context.Background()
+	trips := &roundTrips{}
+	pool := onePoolWithTable(t, trips)
+	laterQuery := func(tx *postgres.Tx, sql string, args ...any) *[]int {
+		var got []int
+		postgres.Later(tx).(interface {
+			QueryLater(string, []any, func(pgx.Rows))
+		}).QueryLater(sql, args, func(rows pgx.Rows) {
+			for rows.Next() {
+				var n int
+				if err := rows.Scan(&n); err != nil {
+					t.Error(err)
+				}
+				got = append(got, n)
+			}
+		})
+		return &got
+	}
+
+	tx, err := postgres.BeginLater(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := laterQuery(tx, `INSERT INTO t VALUES ($1), ($2) RETURNING n`, 1, 2)
+	if *got != nil {
+		t.Fatalf("rows read before the round trip: %v", *got)
+	}
+	before := trips.n.Load()
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(*got, []int{1, 2}) {
+		t.Fatalf("rows read: %v, want [1 2]", *got)
+	}
+	if n := trips.n.Load() - before; n != 1 {
+		t.Fatalf("a transaction of one held-back query took %d round trips, want 1", n)
+	}
+
+	tx, err = postgres.BeginLater(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Own(4)
+	tx.Later(`INSERT INTO t VALUES (3)`)
+	got = laterQuery(tx, `INSERT INTO t VALUES (1) RETURNING n`)
+	var hb *postgres.HeldBackError
+	if err := tx.Commit(ctx); !errors.As(err, &hb) || hb.Owner != 4 || !strings.Contains(hb.SQL, "RETURNING") {
+		t.Fatalf("commit of a held-back query that fails: %v, want a HeldBackError of owner 4 naming it", err)
+	}
+	if *got != nil {
+		t.Fatalf("rows read of a statement that failed: %v", *got)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("rows after the failed transaction: %d (%v), want 2", n, err)
 	}
 }

@@ -1,0 +1,219 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/choreo-dev/choreo/events"
+	"github.com/choreo-dev/choreo/internal/postgres"
+	"github.com/choreo-dev/choreo/internal/testing/testenv"
+	"github.com/choreo-dev/choreo/outbox"
+)
+
+// handOverRig is a relay with LocalCommits and a pool of its process whose transactions hand their rows
+// over; the relay polls only hourly, so whatever it publishes it was handed or woken for. It has a Postgres
+// cluster of its own: transaction ids and snapshots are the cluster's, and the other tests' transactions
+// in a shared one would keep the relay reading (it reads while writers it cannot hear from are in
+// progress) and hold back the xmin that settles missing ids.
+type handOverRig struct {
+	url     string
+	pool    *pgxpool.Pool
+	relay   *outbox.Relay
+	brokers []string
+	topic   string
+}
+
+func newHandOverRig(t *testing.T) *handOverRig {
+	t.Helper()
+	url := testenv.DurableServerURL(t)
+	local := outbox.NewLocalCommits()
+	r := &handOverRig{url: url, pool: connect(t, url, local.Configure), brokers: testenv.Kafka(t)}
+	migrate(t, r.pool)
+	r.topic = newTopic(t, r.brokers, 1)
+	r.relay, _ = startRelay(t, r.pool, writer(t, r.brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour), outbox.WithLocalCommits(local))
+	testenv.Eventually(t, 10*time.Second, "the relay to be active", func() bool { return r.relay.Stats().Active })
+	return r
+}
+
+// commit appends an event for subject in a transaction of the relay's process, held back to its commit as
+// a service's appends are.
+func (r *handOverRig) commit(t *testing.T, subject string, seq int) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := postgres.BeginLater(ctx, r.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := events.New("test", subject, events.OrderCancelled{OrderID: subject, Reason: strconv.Itoa(seq)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Append(ctx, postgres.Later(tx), r.topic, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// order returns the sequence numbers published for each subject, in the order the topic holds them.
+func (r *handOverRig) order(t *testing.T, want int) map[string][]int {
+	t.Helper()
+	got := map[string][]int{}
+	for _, m := range consume(t, r.brokers, r.topic, want, 30*time.Second) {
+		e, err := events.FromMessage(m)
+		if err != nil {
+			t.Fatalf("a published message is not the event appended: %v", err)
+		}
+		var p events.OrderCancelled
+		if err := json.Unmarshal(e.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(p.Reason)
+		got[e.Subject] = append(got[e.Subject], n)
+	}
+	return got
+}
+
+// TestCommittedRowsAreHandedToTheRelay: the rows of this process's transactions reach Kafka without the
+// relay reading them back, intact and in order.
+func TestCommittedRowsAreHandedToTheRelay(t *testing.T) {
+	t.Parallel()
+	r := newHandOverRig(t)
+	const n = 20
+	for i := 1; i <= n; i++ {
+		r.commit(t, "k", i)
+		testenv.Eventually(t, 10*time.Second, "the row to be published", func() bool {
+			s := r.relay.Stats()
+			return s.HandOvers+s.HandOversRead >= uint64(i) || s.Batches >= uint64(i)
+		})
+	}
+	if got := r.order(t, n)["k"]; len(got) != n || got[0] != 1 || got[n-1] != n {
+		t.Fatalf("published %v, want 1 to %d", got, n)
+	}
+	// A read that carries deletes may find a commit before its hand-over is taken; most are taken.
+	if s := r.relay.Stats(); s.HandOvers < n/2 {
+		t.Fatalf("%d of %d transactions published as handed over (%d read instead)", s.HandOvers, n, s.HandOversRead)
+	}
+}
+
+// TestAHandOverDoesNotOvertakeALateCommit: a transaction takes an outbox id and commits only after a
+// higher id was published, without the relay hearing of it (a writer of the relay's process that
+// LocalCommits does not watch). The next row of its key, handed over, must not be published before it:
+// the relay reads instead, and finds both in order.
+func TestAHandOverDoesNotOvertakeALateCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newHandOverRig(t)
+	var holder string
+	if err := r.pool.QueryRow(ctx, `SELECT holder FROM outbox_relay WHERE id = 1`).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	silent := connect(t, r.url, func(c *pgxpool.Config) { // the trigger takes it for a LocalCommits writer
+		c.ConnConfig.RuntimeParams["choreo.outbox_writer"] = holder
+	})
+	late, err := silent.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	first, err := events.New("test", "late", events.OrderCancelled{OrderID: "late", Reason: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Append(ctx, late, r.topic, first); err != nil { // takes its id now
+		t.Fatal(err)
+	}
+	r.commit(t, "other", 1)
+	testenv.Eventually(t, 10*time.Second, "the row above the late one to be published", func() bool { return r.relay.Stats().Published == 1 })
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.commit(t, "late", 2)
+
+	if got := r.order(t, 3)["late"]; len(got) != 2 || got[0] != 1 {
+		t.Fatalf("key late published as %v, want [1 2]", got)
+	}
+}
+
+// TestHandOversResumeAfterAnIDThatNeverCommits: an id taken by a transaction that rolls back is never
+// read; the relay reads until it knows that, then takes hand-overs again.
+func TestHandOversResumeAfterAnIDThatNeverCommits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newHandOverRig(t)
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, err := events.New("test", "k", events.OrderCancelled{OrderID: "k", Reason: "lost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Append(ctx, tx, r.topic, lost); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	for i := 1; i <= n; i++ {
+		r.commit(t, "k", i)
+		testenv.Eventually(t, 10*time.Second, "the row to be published", func() bool {
+			s := r.relay.Stats()
+			return s.HandOvers+s.HandOversRead >= uint64(i) || s.Batches >= uint64(i)
+		})
+	}
+	if got := r.order(t, n)["k"]; len(got) != n {
+		t.Fatalf("published %v, want 1 to %d", got, n)
+	}
+	s := r.relay.Stats()
+	if s.HandOvers == n {
+		t.Fatal("every commit was taken as handed over, the first after the lost id too")
+	}
+	if s.HandOvers < n/2 {
+		t.Fatalf("after the lost id: %d hand-overs published, %d read; the relay did not settle the lost id", s.HandOvers, s.HandOversRead)
+	}
+}
+
+// TestOutboxIDsAreTakenAfterTheirTransactionID: the frontier's argument needs a row's transaction to have
+// its id before the row takes its outbox id; a bare nextval does not give it one.
+func TestOutboxIDsAreTakenAfterTheirTransactionID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := outboxDB(t)
+	for _, c := range []struct {
+		take   string
+		assign bool
+	}{{`SELECT outbox_next_id()`, true}, {`SELECT nextval('outbox_next')`, false}} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var assigned bool
+		if _, err := tx.Exec(ctx, c.take); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned() IS NOT NULL`).Scan(&assigned); err != nil {
+			t.Fatal(err)
+		}
+		_ = tx.Rollback(ctx)
+		if assigned != c.assign {
+			t.Fatalf("%s: transaction id assigned %v, want %v", c.take, assigned, c.assign)
+		}
+	}
+	var def string
+	if err := pool.QueryRow(ctx, `SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'outbox'::regclass
+		AND adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = 'outbox'::regclass AND attname = 'id')`).Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(def, "outbox_next_id()") {
+		t.Fatalf("outbox.id defaults to %s, want outbox_next_id()", def)
+	}
+}
