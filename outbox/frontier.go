@@ -40,9 +40,10 @@ const maxHorizons = 8
 func newFrontier() *frontier { return &frontier{seen: map[int64]struct{}{}} }
 
 // handOver reports whether the rows of ids (one committed transaction's, ascending) may be published
-// without a read, and if so accounts for them. seen is true when a read already returned them (a read
-// returns a transaction's rows together unless a batch ended among them): they are not to be published
-// again, and the reads go on past what was cut.
+// without a read, and if so accounts for them. seen is true when they are accounted for already: a read
+// returned them (a read returns a transaction's rows together unless a batch ended among them, and then
+// the reads go on past what was cut), since a committed row is never settled as unread. They are not to
+// be published again.
 func (f *frontier) handOver(ids []int64) (take, seen bool) {
 	for _, id := range ids {
 		if _, ok := f.seen[id]; ok || id <= f.through {
@@ -65,7 +66,16 @@ func (f *frontier) handOver(ids []int64) (take, seen bool) {
 // read records a read: the ids it returned, ascending; its snapshot's xmin; a transaction id it took after
 // its snapshot, or 0 (see wantsBound); and whether it returned every row it could see (it did not stop at
 // the batch's count or size).
-func (f *frontier) read(ids []int64, xmin, bound int64, complete bool) {
+//
+// It returns an id the read returned that was accounted for already, or 0. Reads skip the rows in flight,
+// and every other id up to through was settled as never to be read: such an id means the ids were not
+// taken in transaction order, and the frontier's argument does not hold.
+func (f *frontier) read(ids []int64, xmin, bound int64, complete bool) (below int64) {
+	for _, id := range ids {
+		if id <= f.through && below == 0 {
+			below = id
+		}
+	}
 	f.see(ids)
 	// Up to which id the read returned every committed row it did not skip as in flight (the lowest come
 	// first).
@@ -98,6 +108,7 @@ func (f *frontier) read(ids []int64, xmin, bound int64, complete bool) {
 			}
 		}
 	}
+	return below
 }
 
 // wantsBound reports whether the next read should take a transaction id after its snapshot, to bound the
@@ -106,8 +117,18 @@ func (f *frontier) wantsBound() bool {
 	return len(f.horizon) > 0 && f.horizon[len(f.horizon)-1].bound == 0
 }
 
+// maxSeen bounds the ids remembered above through. Past it the frontier starts over, as a relay that
+// becomes active does: it accounts for nothing above 0 until a read's xmin passes a new bound, and then
+// for every id below the highest it read since, the rows it read before included (they are published
+// or in flight). Ids pile up only while a gap stays open, which a transaction that holds the cluster's
+// xmin back keeps open.
+const maxSeen = 100_000
+
 // see accounts for ids, which were read or handed over.
 func (f *frontier) see(ids []int64) {
+	if len(f.seen)+len(ids) > maxSeen {
+		*f = *newFrontier()
+	}
 	for _, id := range ids {
 		if id > f.through {
 			f.seen[id] = struct{}{}

@@ -3,12 +3,15 @@ package outbox_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/postgres"
@@ -62,11 +65,16 @@ func (r *handOverRig) commit(t *testing.T, subject string, seq int) {
 	}
 }
 
-// order returns the sequence numbers published for each subject, in the order the topic holds them.
+// order returns the sequence numbers published for each subject, in the order the topic holds them: want
+// messages, and no more within a further second.
 func (r *handOverRig) order(t *testing.T, want int) map[string][]int {
 	t.Helper()
 	got := map[string][]int{}
-	for _, m := range consume(t, r.brokers, r.topic, want, 30*time.Second) {
+	msgs := consume(t, r.brokers, r.topic, want, 30*time.Second)
+	if n := countMessages(t, r.brokers, r.topic, time.Second); n != want {
+		t.Fatalf("the topic holds %d messages, want %d", n, want)
+	}
+	for _, m := range msgs {
 		e, err := events.FromMessage(m)
 		if err != nil {
 			t.Fatalf("a published message is not the event appended: %v", err)
@@ -94,7 +102,7 @@ func TestCommittedRowsAreHandedToTheRelay(t *testing.T) {
 			return s.HandOvers+s.HandOversRead >= uint64(i) || s.Batches >= uint64(i)
 		})
 	}
-	if got := r.order(t, n)["k"]; len(got) != n || got[0] != 1 || got[n-1] != n {
+	if got := r.order(t, n)["k"]; !slices.Equal(got, sequence(n)) {
 		t.Fatalf("published %v, want 1 to %d", got, n)
 	}
 	// A read that carries deletes may find a commit before its hand-over is taken; most are taken.
@@ -170,7 +178,7 @@ func TestHandOversResumeAfterAnIDThatNeverCommits(t *testing.T) {
 			return s.HandOvers+s.HandOversRead >= uint64(i) || s.Batches >= uint64(i)
 		})
 	}
-	if got := r.order(t, n)["k"]; len(got) != n {
+	if got := r.order(t, n)["k"]; !slices.Equal(got, sequence(n)) {
 		t.Fatalf("published %v, want 1 to %d", got, n)
 	}
 	s := r.relay.Stats()
@@ -215,5 +223,120 @@ func TestOutboxIDsAreTakenAfterTheirTransactionID(t *testing.T) {
 	}
 	if !strings.Contains(def, "outbox_next_id()") {
 		t.Fatalf("outbox.id defaults to %s, want outbox_next_id()", def)
+	}
+	// A cache would let one session take an id below another's that was read already.
+	var cache int64
+	if err := pool.QueryRow(ctx, `SELECT cache_size FROM pg_sequences WHERE sequencename = 'outbox_next'`).Scan(&cache); err != nil || cache != 1 {
+		t.Fatalf("outbox_next caches %d ids (%v), want 1", cache, err)
+	}
+}
+
+// sequence returns 1 to n.
+func sequence(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i + 1
+	}
+	return out
+}
+
+// countMessages returns how many messages topic holds, reading it from the start until none came for quiet.
+func countMessages(t *testing.T, brokers []string, topic string, quiet time.Duration) int {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	n := 0
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), quiet)
+		_, err := r.FetchMessage(ctx)
+		cancel()
+		if err != nil {
+			return n
+		}
+		n++
+	}
+}
+
+// TestLocalCommitsHandOverOnlyWhatCommitted: LocalCommits hands a committed transaction's rows over, with
+// their ids, only while a relay accepts them; a transaction that rolled back to a savepoint after its
+// append went out, or that rolled back, hands nothing over.
+func TestLocalCommitsHandOverOnlyWhatCommitted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	local := outbox.NewLocalCommits()
+	pool := connect(t, testenv.DatabaseURL(t), local.Configure)
+	migrate(t, pool)
+	woken := func() bool {
+		select {
+		case <-local.Woken():
+			return true
+		default:
+			return false
+		}
+	}
+	commit := func(name string, before, after func(tx *postgres.Tx)) {
+		t.Helper()
+		tx, err := postgres.BeginLater(ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if before != nil {
+			before(tx)
+		}
+		e, err := events.New("test", name, events.OrderCancelled{OrderID: name, Reason: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := outbox.Append(ctx, postgres.Later(tx), "t", e); err != nil {
+			t.Fatal(err)
+		}
+		if after != nil {
+			after(tx)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	commit("unaccepted", nil, nil)
+	if len(local.Handed()) != 0 || !woken() {
+		t.Fatalf("no relay accepts: %d hand-overs queued, want none and a wake-up", len(local.Handed()))
+	}
+
+	local.Accept(true)
+	commit("accepted", nil, nil)
+	if woken() || len(local.Handed()) != 1 {
+		t.Fatalf("a relay accepts: %d hand-overs queued, want 1 and no wake-up", len(local.Handed()))
+	}
+	recs := <-local.Handed()
+	var id int64
+	if err := pool.QueryRow(ctx, `SELECT max(id) FROM outbox`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].ID != id || recs[0].Message.Topic != "t" || !strings.Contains(string(recs[0].Message.Value), "accepted") {
+		t.Fatalf("handed over %+v, want the row with id %d", recs, id)
+	}
+
+	// The append goes out inside a savepoint, which is then rolled back: the rows are gone.
+	var sp pgx.Tx
+	commit("undone", func(tx *postgres.Tx) {
+		var err error
+		if sp, err = tx.Begin(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}, func(*postgres.Tx) {
+		if _, err := sp.Exec(ctx, `SELECT 1`); err != nil { // carries the held-back append
+			t.Fatal(err)
+		}
+		if err := sp.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if len(local.Handed()) != 0 {
+		t.Fatalf("handed over the row with id %d, which a savepoint's rollback undid", (<-local.Handed())[0].ID)
+	}
+	if n := countRows(t, pool); n != 2 {
+		t.Fatalf("%d rows in the outbox, want 2 (the savepoint's rollback undid the third)", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,18 +34,22 @@ const writerSetting = "choreo.outbox_writer"
 // is missing (see frontier), and reads otherwise. Otherwise it is woken to read. Configure it on the pool
 // the service writes with and pass it to the relay with WithLocalCommits.
 type LocalCommits struct {
-	id     string
-	wake   chan struct{}
-	handed chan []Record // committed transactions' rows, for the relay
+	id        string
+	wake      chan struct{}
+	handed    chan []Record // committed transactions' rows, for the relay
+	accepting atomic.Bool   // a relay of this process is active and takes them
 
 	mu     sync.Mutex
 	marked map[*pgconn.PgConn]*appends // connections whose open transaction appended to the outbox
 }
 
 // appends are what a transaction appended: how many statements, and the rows of those that returned them.
+// Rows are not handed over from a transaction that rolled back to a savepoint (the rows it returned may be
+// gone) or was prepared for two-phase commit (it has not committed yet).
 type appends struct {
 	statements, returned int
 	rows                 []Record
+	unsure               bool
 }
 
 // handOverQueue is how many committed transactions' rows wait for the relay before LocalCommits wakes it
@@ -93,9 +98,13 @@ func (l *LocalCommits) Configure(cfg *pgxpool.Config) {
 // over (Handed).
 func (l *LocalCommits) Woken() <-chan struct{} { return l.wake }
 
-// Handed receives the rows of a local transaction that appended to the outbox, once it has committed, in
-// id order.
+// Handed receives the rows of a local transaction that appended to the outbox, once it has committed,
+// ordered by id, while a relay accepts them (Accept).
 func (l *LocalCommits) Handed() <-chan []Record { return l.handed }
+
+// Accept tells l whether a relay of this process takes rows from Handed: it hands none over otherwise, and
+// wakes instead, so that rows wait in the outbox rather than in memory.
+func (l *LocalCommits) Accept(on bool) { l.accepting.Store(on) }
 
 // of returns conn's appends, recording them if there are none yet. l.mu is held.
 func (l *LocalCommits) of(conn *pgx.Conn) *appends {
@@ -114,18 +123,38 @@ func (l *LocalCommits) mark(conn *pgx.Conn) {
 	l.mu.Unlock()
 }
 
-// appended records the rows an append of msgs on conn returned: their ids, ascending, one per message.
+// unsure records that conn's open transaction rolled back to a savepoint or was prepared: its rows are
+// read, not handed over.
+func (l *LocalCommits) unsure(conn *pgx.Conn) {
+	l.mu.Lock()
+	l.of(conn).unsure = true
+	l.mu.Unlock()
+}
+
+// undoesRows reports whether sql may undo rows a transaction returned, or leave them uncommitted when it
+// ends: ROLLBACK TO SAVEPOINT, PREPARE TRANSACTION.
+func undoesRows(sql string) bool {
+	sql = strings.TrimSpace(sql)
+	return hasPrefixFold(sql, "rollback to") || hasPrefixFold(sql, "prepare transaction")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// appended records the rows an append of msgs on conn returned: their ids, ascending, and creation times,
+// one per message.
 // Anything else leaves the append's rows unknown, and the relay reads them.
 func (l *LocalCommits) appended(conn *pgx.Conn, msgs []kafka.Message, rows pgx.Rows) {
-	now := time.Now() // the rows' created_at is the clock at their insert, which came with this round trip
 	recs := make([]Record, 0, len(msgs))
 	for rows.Next() {
 		var id int64
-		if rows.Scan(&id) != nil || len(recs) == len(msgs) || (len(recs) > 0 && id <= recs[len(recs)-1].ID) {
+		var created time.Time
+		if rows.Scan(&id, &created) != nil || len(recs) == len(msgs) || (len(recs) > 0 && id <= recs[len(recs)-1].ID) {
 			return
 		}
 		m := msgs[len(recs)]
-		recs = append(recs, Record{ID: id, CreatedAt: now, Message: kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers}})
+		recs = append(recs, Record{ID: id, CreatedAt: created, Message: kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers}})
 	}
 	if rows.Err() != nil || len(recs) != len(msgs) {
 		return
@@ -152,7 +181,7 @@ func (l *LocalCommits) ended(conn *pgx.Conn, ok bool) {
 	if a == nil || !ok || a.statements == 0 {
 		return
 	}
-	if a.returned == a.statements {
+	if a.returned == a.statements && !a.unsure && l.accepting.Load() {
 		rows := a.rows
 		slices.SortFunc(rows, func(x, y Record) int { return cmp.Compare(x.ID, y.ID) })
 		select {
@@ -167,6 +196,15 @@ func (l *LocalCommits) ended(conn *pgx.Conn, ok bool) {
 	}
 }
 
+// saw is told of each statement sent on conn.
+func (l *LocalCommits) saw(conn *pgx.Conn, sql string) {
+	if strings.HasPrefix(sql, appendPrefix) {
+		l.mark(conn)
+	} else if undoesRows(sql) {
+		l.unsure(conn)
+	}
+}
+
 // commitTracer is LocalCommits' view of the pool's statements.
 type commitTracer struct {
 	l    *LocalCommits
@@ -174,9 +212,7 @@ type commitTracer struct {
 }
 
 func (t *commitTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	if strings.HasPrefix(data.SQL, appendPrefix) {
-		t.l.mark(conn)
-	}
+	t.l.saw(conn, data.SQL)
 	if t.next != nil {
 		return t.next.TraceQueryStart(ctx, conn, data)
 	}
@@ -203,9 +239,7 @@ func (t *commitTracer) TraceBatchQuery(ctx context.Context, conn *pgx.Conn, data
 	if bt, ok := t.next.(pgx.BatchTracer); ok {
 		bt.TraceBatchQuery(ctx, conn, data)
 	}
-	if strings.HasPrefix(data.SQL, appendPrefix) {
-		t.l.mark(conn)
-	}
+	t.l.saw(conn, data.SQL)
 }
 
 func (t *commitTracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {

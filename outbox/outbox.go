@@ -59,7 +59,9 @@ func Append(ctx context.Context, tx Execer, topic string, evs ...events.Envelope
 }
 
 // AppendMessages writes raw Kafka messages (each with its Topic set) in tx, in one statement; in a context
-// from Deferred for tx, the messages are checked now and written by FlushDeferred.
+// from Deferred for tx, the messages are checked now and written by FlushDeferred. Held back on a
+// postgres.Tx (postgres.Later) whose pool LocalCommits watches, the statement returns the rows' ids, and
+// the relay may be handed msgs themselves after the commit: do not modify them after the call.
 func AppendMessages(ctx context.Context, tx Execer, msgs ...kafka.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -94,7 +96,7 @@ func AppendMessages(ctx context.Context, tx Execer, msgs ...kafka.Message) error
 	if q, ok := tx.(laterQueryer); ok {
 		if l := localCommitsOf(q.Conn()); l != nil { // the relay may take the rows from l once they commit
 			conn := q.Conn()
-			q.QueryLater(appendSQL(len(msgs))+returningID, args, func(rows pgx.Rows) { l.appended(conn, msgs, rows) })
+			q.QueryLater(appendSQL(len(msgs))+returningRows, args, func(rows pgx.Rows) { l.appended(conn, msgs, rows) })
 			return nil
 		}
 	}
@@ -155,10 +157,10 @@ const (
 )
 
 // appendPrefix starts every append; LocalCommits recognises appends by it. An append whose rows the relay
-// may be handed ends with returningID.
+// may be handed ends with returningRows.
 const (
-	appendPrefix = "INSERT INTO outbox (topic, key, header_keys, header_values, value) "
-	returningID  = " RETURNING id"
+	appendPrefix  = "INSERT INTO outbox (topic, key, header_keys, header_values, value) "
+	returningRows = " RETURNING id, created_at"
 )
 
 // appendSQL is the INSERT of n rows. Its text depends only on n, so it stays parameterised and prepared

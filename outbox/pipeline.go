@@ -186,6 +186,8 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 				drained = true
 			}
 		}
+		r.cfg.local.Accept(true)
+		defer r.cfg.local.Accept(false)
 	}
 	front := newFrontier()
 	// The flag goes up first: a relay that stopped while streaming may have left it down. Writers in
@@ -217,7 +219,10 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			continue
 		}
 		attempt = 0
-		front.read(ids(recs), got.xmin, got.bound, !more)
+		if below := front.read(ids(recs), got.xmin, got.bound, !more); below != 0 {
+			r.log.Error().Int64("id", below).Msg("read an outbox row below ids it had accounted for: ids are not taken in " +
+				"transaction order (a sequence cache, explicit ids?), so a hand-over may have overtaken it")
+		}
 		// The batch goes to the publisher before the deletes that came with it end, if it is free; never
 		// does a delete's transaction stay open while the reader waits for it.
 		sent := len(recs) == 0
@@ -281,23 +286,12 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 		for {
 			select {
 			case recs := <-handed:
-				// A local transaction's rows, committed: published as they are if they are what a read
-				// would return next, read otherwise.
-				if !r.fits(recs) {
-					r.handOversRead.Add(1)
-					break wait
+				read, ok := r.takeHandOvers(workCtx, recs, handed, front, out, flying)
+				if !ok {
+					return
 				}
-				take, seen := front.handOver(ids(recs))
-				if !take && !seen {
-					r.handOversRead.Add(1)
+				if read {
 					break wait
-				}
-				if take {
-					flying.add(recs)
-					if !send(workCtx, out, recs) {
-						return
-					}
-					r.handOvers.Add(1)
 				}
 				continue
 			case <-wake:
@@ -322,6 +316,46 @@ func (r *Relay) readStage(stopCtx, workCtx context.Context, wake <-chan struct{}
 			announced = false
 		}
 	}
+}
+
+// takeHandOvers publishes first, a local transaction's committed rows, and the hand-overs waiting behind
+// it, as one batch where they fit in one, if they are what a read would return next (frontier); it stops
+// at the first that is not, and reports that the relay must read. ok is false once ctx ended.
+func (r *Relay) takeHandOvers(ctx context.Context, first []Record, handed <-chan []Record, front *frontier, out chan<- batch, flying *inflight) (read, ok bool) {
+	var taken []Record
+	for recs, more := first, true; more; {
+		if !r.fits(recs) {
+			read = true
+			break
+		}
+		take, seen := front.handOver(ids(recs))
+		switch {
+		case seen:
+			r.handOversSeen.Add(1)
+		case !take:
+			read = true
+		default:
+			if !r.fits(append(taken, recs...)) {
+				if !send(ctx, out, taken) {
+					return read, false
+				}
+				taken = nil
+			}
+			flying.add(recs)
+			taken = append(taken, recs...)
+			r.handOvers.Add(1)
+		}
+		if read {
+			r.handOversRead.Add(1)
+			break
+		}
+		select {
+		case recs = <-handed:
+		default:
+			more = false
+		}
+	}
+	return read, len(taken) == 0 || send(ctx, out, taken)
 }
 
 // fits reports whether recs make one batch, as a read would cut it (count, then MaxBatchBytes).
@@ -454,6 +488,8 @@ func (r *Relay) read(ctx context.Context, del []int64, flying []int64, bound boo
 		if bound {
 			sql = readBoundSQL
 		}
+		// The read comes first: a bound must be taken after its snapshot, and the delete would take the
+		// transaction's id before it.
 		b := &pgx.Batch{}
 		b.Queue("begin")
 		b.Queue(asyncCommitSQL)

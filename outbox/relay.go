@@ -35,9 +35,9 @@ type Stats struct {
 	Batches   uint64    // batches published
 	Retries   uint64    // failed Kafka writes or database calls that were retried
 	LastAck   time.Time // when Kafka last acknowledged a batch
-	// Of the committed transactions LocalCommits handed over: published without a read, and read instead
-	// (a lower id was unaccounted for; see frontier).
-	HandOvers, HandOversRead uint64
+	// Of the committed transactions LocalCommits handed over: published without a read, read instead (a
+	// lower id was unaccounted for; see frontier), and dropped because a read had returned them already.
+	HandOvers, HandOversRead, HandOversSeen uint64
 }
 
 // Relay publishes committed outbox rows to Kafka in id order and deletes them once acknowledged.
@@ -53,9 +53,9 @@ type Relay struct {
 	log  zerolog.Logger
 	cfg  config
 
-	active                             atomic.Bool
-	published, batches, retries, ackNs atomic.Uint64
-	handOvers, handOversRead           atomic.Uint64
+	active                                  atomic.Bool
+	published, batches, retries, ackNs      atomic.Uint64
+	handOvers, handOversRead, handOversSeen atomic.Uint64
 }
 
 type config struct {
@@ -137,7 +137,7 @@ func (r *Relay) Stats() Stats {
 		last = time.Unix(0, int64(ns))
 	}
 	return Stats{Active: r.active.Load(), Published: r.published.Load(), Batches: r.batches.Load(), Retries: r.retries.Load(), LastAck: last,
-		HandOvers: r.handOvers.Load(), HandOversRead: r.handOversRead.Load()}
+		HandOvers: r.handOvers.Load(), HandOversRead: r.handOversRead.Load(), HandOversSeen: r.handOversSeen.Load()}
 }
 
 // Backlog reports how many rows wait to be published and the age of the oldest.

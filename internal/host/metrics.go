@@ -85,7 +85,7 @@ var (
 	relayPublished = prometheus.NewDesc("choreo_relay_published_total", "Outbox rows published to Kafka and deleted.", labels, nil)
 	relayRetries   = prometheus.NewDesc("choreo_relay_retries_total", "Failed Kafka writes or database calls the relay retried.", labels, nil)
 	relayActive    = prometheus.NewDesc("choreo_relay_active", "1 when this instance holds the outbox lock.", labels, nil)
-	relayHandOvers = prometheus.NewDesc("choreo_relay_handovers_total", "Committed transactions of this process whose rows were handed to the relay, by what the relay did: published them without reading them back (published), or read instead because a lower id was not yet accounted for (read).", []string{"service", "outcome"}, nil)
+	relayHandOvers = prometheus.NewDesc("choreo_relay_handovers_total", "Committed transactions of this process whose rows were handed to the relay, by what the relay did: published them without reading them back (published), read instead because a lower id was not yet accounted for (read), or dropped because a read had returned them first (already_read).", []string{"service", "outcome"}, nil)
 	relayBacklog   = prometheus.NewDesc("choreo_outbox_backlog_rows", "Rows waiting in the outbox.", labels, nil)
 	relayOldest    = prometheus.NewDesc("choreo_outbox_oldest_age_seconds", "Age of the oldest row waiting in the outbox: the publish lag.", labels, nil)
 	consApplied    = prometheus.NewDesc("choreo_consumer_events_total", "Events whose offset moved on, by outcome.", []string{"service", "outcome"}, nil)
@@ -120,6 +120,7 @@ func (c unitCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(relayActive, prometheus.GaugeValue, boolValue(rs.Active), name)
 		ch <- prometheus.MustNewConstMetric(relayHandOvers, prometheus.CounterValue, float64(rs.HandOvers), name, "published")
 		ch <- prometheus.MustNewConstMetric(relayHandOvers, prometheus.CounterValue, float64(rs.HandOversRead), name, "read")
+		ch <- prometheus.MustNewConstMetric(relayHandOvers, prometheus.CounterValue, float64(rs.HandOversSeen), name, "already_read")
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if rows, oldest, err := u.relay.Backlog(ctx); err == nil {
 			ch <- prometheus.MustNewConstMetric(relayBacklog, prometheus.GaugeValue, float64(rows), name)

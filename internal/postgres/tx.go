@@ -224,8 +224,14 @@ func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	}
 	held, owners := t.takeLater()
 	br := t.conn.SendBatch(ctx, &pgx.Batch{QueuedQueries: append(held, b.QueuedQueries...)})
-	for i := range held {
-		if _, err := br.Exec(); err != nil {
+	for i, q := range held {
+		var err error
+		if q.Fn != nil { // Later's and LaterQuery's readers
+			err = q.Fn(br)
+		} else {
+			_, err = br.Exec()
+		}
+		if err != nil {
 			_ = br.Close()
 			return errBatch{blameHeld(err, held, owners, i)}
 		}

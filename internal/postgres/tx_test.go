@@ -364,6 +364,23 @@ func TestLaterQueryReadsItsRowsWhenTheRoundTripReturns(t *testing.T) {
 		t.Fatalf("a transaction of one held-back query took %d round trips, want 1", n)
 	}
 
+	// A query that carries it gives the reader its rows too.
+	tx, err = postgres.BeginLater(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = laterQuery(tx, `INSERT INTO t VALUES (5) RETURNING n`)
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("a query carrying a held-back insert: count %d, %v; want 3", n, err)
+	}
+	if !slices.Equal(*got, []int{5}) {
+		t.Fatalf("rows read by the query that carried the statement: %v, want [5]", *got)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	tx, err = postgres.BeginLater(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +395,6 @@ func TestLaterQueryReadsItsRowsWhenTheRoundTripReturns(t *testing.T) {
 	if *got != nil {
 		t.Fatalf("rows read of a statement that failed: %v", *got)
 	}
-	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 2 {
 		t.Fatalf("rows after the failed transaction: %d (%v), want 2", n, err)
 	}

@@ -7,16 +7,17 @@
 -- a transaction id only when the row is written, which may come after any snapshot.
 LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE; -- no writer takes an id of the old sequence meanwhile
 
-CREATE SEQUENCE outbox_next AS bigint;
+CREATE SEQUENCE outbox_next AS bigint CACHE 1; -- ids in the order they are taken, across sessions
 SELECT setval('outbox_next', coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'id')), 1),
               pg_sequence_last_value(pg_get_serial_sequence('outbox', 'id')) IS NOT NULL);
 
-CREATE FUNCTION outbox_next_id() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    PERFORM pg_current_xact_id(); -- assigns the transaction's id if it has none yet
-    RETURN nextval('outbox_next');
-END
-$$;
+-- A SQL-standard body runs its statements in order and binds the sequence now, whatever the search_path
+-- of a writer. Writers need USAGE on the sequence (an identity did not); choreo's services own theirs.
+CREATE FUNCTION outbox_next_id() RETURNS bigint LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    SELECT pg_current_xact_id(); -- assigns the transaction's id if it has none yet
+    SELECT nextval('outbox_next');
+END;
 
 ALTER TABLE outbox ALTER COLUMN id DROP IDENTITY;
 ALTER TABLE outbox ALTER COLUMN id SET DEFAULT outbox_next_id();
