@@ -44,7 +44,7 @@ type kafkaFinals struct {
 
 // openKafkaFinals finds the end of every partition of topic; an error means Kafka is not reachable.
 func openKafkaFinals(ctx context.Context, brokers []string, topic string) (*kafkaFinals, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second) // a broker busy on few cores may take seconds to answer
 	defer cancel()
 	ends, err := kafkaadmin.EndOffsets(ctx, brokers, topic)
 	if err != nil {
