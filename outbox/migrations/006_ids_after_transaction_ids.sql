@@ -2,23 +2,20 @@
 -- publish the rows a transaction of its own process hands it after commit without reading them back
 -- (outbox.LocalCommits, the relay's frontier): it needs to know that every lower id is accounted for, and
 -- an id it has not seen may belong to a transaction still in progress. With this order, every id below one
--- that a read saw belongs to a transaction older than that read's snapshot, so a later read whose
--- snapshot's xmin is past it sees the row if it ever commits. A plain identity takes its id first and gets
--- a transaction id only when the row is written, which may come after any snapshot.
-LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE; -- no writer takes an id of the old sequence meanwhile
+-- the relay has seen belongs to a transaction older than any transaction id taken after that, so a later
+-- read whose snapshot's xmin is past such an id sees the row if it ever commits. Without it a transaction
+-- takes its id (nextval, in the row's defaults) before the row is written, which is when it would get a
+-- transaction id, and that may come after any snapshot.
+--
+-- A statement trigger fires before the statement's rows are formed, defaults included, for INSERT and
+-- COPY alike, and costs one call per statement. The id stays an identity (its sequence caches 1 id, so
+-- ids are taken in order across sessions).
+CREATE FUNCTION outbox_take_xact_id() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_current_xact_id(); -- assigns the transaction's id if it has none yet
+    RETURN NULL;
+END
+$$;
 
-CREATE SEQUENCE outbox_next AS bigint CACHE 1; -- ids in the order they are taken, across sessions
-SELECT setval('outbox_next', coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'id')), 1),
-              pg_sequence_last_value(pg_get_serial_sequence('outbox', 'id')) IS NOT NULL);
-
--- A SQL-standard body runs its statements in order and binds the sequence now, whatever the search_path
--- of a writer. Writers need USAGE on the sequence (an identity did not); choreo's services own theirs.
-CREATE FUNCTION outbox_next_id() RETURNS bigint LANGUAGE sql VOLATILE
-BEGIN ATOMIC
-    SELECT pg_current_xact_id(); -- assigns the transaction's id if it has none yet
-    SELECT nextval('outbox_next');
-END;
-
-ALTER TABLE outbox ALTER COLUMN id DROP IDENTITY;
-ALTER TABLE outbox ALTER COLUMN id SET DEFAULT outbox_next_id();
-ALTER SEQUENCE outbox_next OWNED BY outbox.id;
+CREATE TRIGGER outbox_take_xact_id BEFORE INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_take_xact_id();
