@@ -65,6 +65,22 @@ func (r *handOverRig) commit(t *testing.T, subject string, seq int) {
 	}
 }
 
+// commitInTurn commits events 1 to n for subject k, one at a time, each once the one before was taken or
+// published, and checks that exactly they were published, in order.
+func (r *handOverRig) commitInTurn(t *testing.T, n int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		r.commit(t, "k", i)
+		testenv.Eventually(t, 10*time.Second, "the row to be published", func() bool {
+			s := r.relay.Stats()
+			return s.HandOvers+s.HandOversRead >= uint64(i) || s.Batches >= uint64(i)
+		})
+	}
+	if got := r.order(t, n)["k"]; !slices.Equal(got, sequence(n)) {
+		t.Fatalf("published %v, want 1 to %d", got, n)
+	}
+}
+
 // order returns the sequence numbers published for each subject, in the order the topic holds them: want
 // messages, and no more within a further second.
 func (r *handOverRig) order(t *testing.T, want int) map[string][]int {
@@ -95,16 +111,7 @@ func TestCommittedRowsAreHandedToTheRelay(t *testing.T) {
 	t.Parallel()
 	r := newHandOverRig(t)
 	const n = 20
-	for i := 1; i <= n; i++ {
-		r.commit(t, "k", i)
-		testenv.Eventually(t, 10*time.Second, "the row to be published", func() bool {
-			s := r.relay.Stats()
-			return s.HandOvers+s.HandOversRead >= uint64(i) || s.Batches >= uint64(i)
-		})
-	}
-	if got := r.order(t, n)["k"]; !slices.Equal(got, sequence(n)) {
-		t.Fatalf("published %v, want 1 to %d", got, n)
-	}
+	r.commitInTurn(t, n)
 	// A read that carries deletes may find a commit before its hand-over is taken; most are taken.
 	if s := r.relay.Stats(); s.HandOvers < n/2 {
 		t.Fatalf("%d of %d transactions published as handed over (%d read instead)", s.HandOvers, n, s.HandOversRead)
@@ -171,16 +178,7 @@ func TestHandOversResumeAfterAnIDThatNeverCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 10
-	for i := 1; i <= n; i++ {
-		r.commit(t, "k", i)
-		testenv.Eventually(t, 10*time.Second, "the row to be published", func() bool {
-			s := r.relay.Stats()
-			return s.HandOvers+s.HandOversRead >= uint64(i) || s.Batches >= uint64(i)
-		})
-	}
-	if got := r.order(t, n)["k"]; !slices.Equal(got, sequence(n)) {
-		t.Fatalf("published %v, want 1 to %d", got, n)
-	}
+	r.commitInTurn(t, n)
 	s := r.relay.Stats()
 	if s.HandOvers == n {
 		t.Fatal("every commit was taken as handed over, the first after the lost id too")

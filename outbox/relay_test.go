@@ -124,12 +124,11 @@ func perKeyOrder(t *testing.T, local bool) {
 	ctx := context.Background()
 	var configure []func(*pgxpool.Config)
 	var relayOpts []outbox.Option
-	appendNext, url := appendNext, ""
+	url := ""
 	if local {
 		l := outbox.NewLocalCommits()
 		configure = append(configure, l.Configure)
 		relayOpts = append(relayOpts, outbox.WithLocalCommits(l))
-		appendNext = appendNextHeldBack
 		url = testenv.DurableServerURL(t) // a cluster of its own, as handOverRig's
 	} else {
 		url = testenv.DatabaseURL(t)
@@ -157,7 +156,7 @@ func perKeyOrder(t *testing.T, local bool) {
 		go func() {
 			defer wg.Done()
 			for i := range perWriter {
-				if err := appendNext(ctx, pool, topic, fmt.Sprintf("k%02d", (w*7+i)%keys)); err != nil {
+				if err := appendNext(ctx, pool, topic, fmt.Sprintf("k%02d", (w*7+i)%keys), local); err != nil {
 					errs <- err
 					return
 				}
@@ -252,31 +251,17 @@ func TestALateCommitIsNotOvertakenByItsKeysNextRow(t *testing.T) {
 	}
 }
 
-// appendNext increments key's sequence under its row lock and appends the matching event, in one transaction.
-func appendNext(ctx context.Context, pool *pgxpool.Pool, topic, key string) error {
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return err
+// appendNext increments key's sequence under its row lock and appends the matching event, in one
+// transaction. heldBack: in a postgres.Tx whose append is held back to the commit, as a service's are
+// (with LocalCommits on the pool, the relay is handed the row).
+func appendNext(ctx context.Context, pool *pgxpool.Pool, topic, key string, heldBack bool) error {
+	var tx pgx.Tx
+	var err error
+	if heldBack {
+		tx, err = postgres.BeginLater(ctx, pool)
+	} else {
+		tx, err = pool.Begin(ctx)
 	}
-	defer tx.Rollback(ctx)
-	var seq int
-	if err := tx.QueryRow(ctx, `UPDATE aggregate SET seq = seq + 1 WHERE key = $1 RETURNING seq`, key).Scan(&seq); err != nil {
-		return fmt.Errorf("bump %s: %w", key, err)
-	}
-	e, err := events.New("test", key, events.OrderCancelled{OrderID: key, Reason: strconv.Itoa(seq)})
-	if err != nil {
-		return err
-	}
-	if err := outbox.Append(ctx, tx, topic, e); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
-}
-
-// appendNextHeldBack is appendNext in a postgres.Tx whose append is held back to the commit, as a service's
-// are: with LocalCommits on the pool, the relay is handed the row.
-func appendNextHeldBack(ctx context.Context, pool *pgxpool.Pool, topic, key string) error {
-	tx, err := postgres.BeginLater(ctx, pool)
 	if err != nil {
 		return err
 	}
