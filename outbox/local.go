@@ -71,10 +71,8 @@ type laterQueryer interface {
 
 // localCommitsOf returns the LocalCommits that watches conn's statements, or nil.
 func localCommitsOf(conn *pgx.Conn) *LocalCommits {
-	if t, ok := conn.Config().Tracer.(*commitTracer); ok {
-		return t.l
-	}
-	return nil
+	l, _ := conn.PgConn().CustomData()[localCommitsKey].(*LocalCommits)
+	return l
 }
 
 // Configure makes the connections of a pool built from cfg report their outbox commits to l and tell the
@@ -89,10 +87,14 @@ func (l *LocalCommits) Configure(cfg *pgxpool.Config) {
 				return err
 			}
 		}
+		conn.PgConn().CustomData()[localCommitsKey] = l // for AppendMessages: localCommitsOf
 		_, err := conn.Exec(ctx, `SELECT set_config($1, $2, false)`, writerSetting, l.id)
 		return err
 	}
 }
+
+// localCommitsKey is the key under which a connection's custom data names the LocalCommits watching it.
+const localCommitsKey = "choreo.outbox.local_commits"
 
 // Woken receives a value after one or more local commits that appended to the outbox, and were not handed
 // over (Handed).
@@ -143,8 +145,7 @@ func hasPrefixFold(s, prefix string) bool {
 }
 
 // appended records the rows an append of msgs on conn returned: their ids, ascending, and creation times,
-// one per message.
-// Anything else leaves the append's rows unknown, and the relay reads them.
+// one per message. Anything else leaves the append's rows unknown, and the relay reads them.
 func (l *LocalCommits) appended(conn *pgx.Conn, msgs []kafka.Message, rows pgx.Rows) {
 	recs := make([]Record, 0, len(msgs))
 	for rows.Next() {

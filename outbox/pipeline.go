@@ -390,8 +390,9 @@ func (r *Relay) setWaiting(ctx context.Context, waiting bool) error {
 	return nil
 }
 
-// inProgress returns the transactions in progress in the relay's database now: only this service's, since
-// every service has a database of its own. Failing, it returns none (the poll covers what that misses).
+// inProgress returns the transactions in progress now. Transaction ids belong to the Postgres cluster, so
+// where services share one (choreo run) these include the other services' transactions, which the relay
+// then waits out too, at most a poll interval. Failing, it returns none (the poll covers what that misses).
 func (r *Relay) inProgress(ctx context.Context) []string {
 	rows, err := r.pool.Query(ctx, `SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x`)
 	if err != nil {
