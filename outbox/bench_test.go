@@ -314,13 +314,7 @@ func relayLag(b *testing.B, pool *pgxpool.Pool, local *outbox.LocalCommits, brok
 			for i := range benchLagEvents / benchWriters {
 				<-tick.C
 				value := fmt.Sprintf("lag-%d-%d", wr, i)
-				var tx pgx.Tx
-				var err error
-				if heldBack {
-					tx, err = postgres.BeginLater(ctx, pool)
-				} else {
-					tx, err = pool.Begin(ctx)
-				}
+				tx, err := begin(ctx, pool, heldBack)
 				if err != nil {
 					b.Error(err)
 					return

@@ -3,9 +3,11 @@ package outbox_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,14 +34,22 @@ type handOverRig struct {
 	topic   string
 }
 
-func newHandOverRig(t *testing.T) *handOverRig {
+func newHandOverRig(t *testing.T) *handOverRig { return newHandOverRigWith(t, nil) }
+
+// newHandOverRigWith is newHandOverRig whose relay publishes through wrap's publisher around Kafka's, if
+// wrap is not nil.
+func newHandOverRigWith(t *testing.T, wrap func(outbox.Publisher) outbox.Publisher) *handOverRig {
 	t.Helper()
 	url := testenv.DurableServerURL(t)
 	local := outbox.NewLocalCommits()
 	r := &handOverRig{url: url, pool: connect(t, url, local.Configure), brokers: testenv.Kafka(t)}
 	migrate(t, r.pool)
 	r.topic = newTopic(t, r.brokers, 1)
-	r.relay, _ = startRelay(t, r.pool, writer(t, r.brokers), testenv.Logger(t), outbox.WithPollInterval(time.Hour), outbox.WithLocalCommits(local))
+	var pub outbox.Publisher = writer(t, r.brokers)
+	if wrap != nil {
+		pub = wrap(pub)
+	}
+	r.relay, _ = startRelay(t, r.pool, pub, testenv.Logger(t), outbox.WithPollInterval(time.Hour), outbox.WithLocalCommits(local))
 	testenv.Eventually(t, 10*time.Second, "the relay to be active", func() bool { return r.relay.Stats().Active })
 	return r
 }
@@ -115,6 +125,48 @@ func TestCommittedRowsAreHandedToTheRelay(t *testing.T) {
 	// A read that carries deletes may find a commit before its hand-over is taken; most are taken.
 	if s := r.relay.Stats(); s.HandOvers < n/2 {
 		t.Fatalf("%d of %d transactions published as handed over (%d read instead)", s.HandOvers, n, s.HandOversRead)
+	}
+}
+
+// outage is a publisher whose Kafka is unreachable while down is set.
+type outage struct {
+	next     outbox.Publisher
+	down     atomic.Bool
+	refusals atomic.Int64
+}
+
+func (o *outage) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	if o.down.Load() {
+		o.refusals.Add(1)
+		return errors.New("kafka unreachable")
+	}
+	return o.next.WriteMessages(ctx, msgs...)
+}
+
+// TestHandedOverRowsOutlastAKafkaOutage: rows taken as handed over while Kafka is unreachable are
+// retried, not dropped, and reach Kafka in order once it is back, the rows committed meanwhile after them.
+func TestHandedOverRowsOutlastAKafkaOutage(t *testing.T) {
+	t.Parallel()
+	var kafkaDown *outage
+	r := newHandOverRigWith(t, func(p outbox.Publisher) outbox.Publisher {
+		kafkaDown = &outage{next: p}
+		return kafkaDown
+	})
+	kafkaDown.down.Store(true)
+	const n = 6
+	for i := 1; i <= n/2; i++ {
+		r.commit(t, "k", i)
+	}
+	testenv.Eventually(t, 10*time.Second, "the relay to retry against the outage", func() bool { return kafkaDown.refusals.Load() >= 2 })
+	kafkaDown.down.Store(false)
+	for i := n/2 + 1; i <= n; i++ {
+		r.commit(t, "k", i)
+	}
+	if got := r.order(t, n)["k"]; !slices.Equal(got, sequence(n)) {
+		t.Fatalf("published %v, want 1 to %d", got, n)
+	}
+	if s := r.relay.Stats(); s.HandOvers == 0 {
+		t.Fatalf("no hand-over was taken (%d read, %d already read): the outage was not theirs", s.HandOversRead, s.HandOversSeen)
 	}
 }
 

@@ -151,3 +151,13 @@ func countRows(t *testing.T, pool *pgxpool.Pool) int {
 	}
 	return n
 }
+
+// begin begins a transaction on pool: with heldBack a postgres.Tx, whose appends through postgres.Later
+// are held back to its commit as a service's are (with LocalCommits on the pool, the relay is handed the
+// rows), else a pgx transaction.
+func begin(ctx context.Context, pool *pgxpool.Pool, heldBack bool) (pgx.Tx, error) {
+	if heldBack {
+		return postgres.BeginLater(ctx, pool)
+	}
+	return pool.Begin(ctx)
+}

@@ -252,16 +252,9 @@ func TestALateCommitIsNotOvertakenByItsKeysNextRow(t *testing.T) {
 }
 
 // appendNext increments key's sequence under its row lock and appends the matching event, in one
-// transaction. heldBack: in a postgres.Tx whose append is held back to the commit, as a service's are
-// (with LocalCommits on the pool, the relay is handed the row).
+// transaction (see begin for heldBack).
 func appendNext(ctx context.Context, pool *pgxpool.Pool, topic, key string, heldBack bool) error {
-	var tx pgx.Tx
-	var err error
-	if heldBack {
-		tx, err = postgres.BeginLater(ctx, pool)
-	} else {
-		tx, err = pool.Begin(ctx)
-	}
+	tx, err := begin(ctx, pool, heldBack)
 	if err != nil {
 		return err
 	}
