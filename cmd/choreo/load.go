@@ -42,6 +42,7 @@ func loadCommand() command {
 			fs.IntVar(&lc.Concurrency, "concurrency", 1000, "POSTs in flight at most; an order due beyond it is counted as an error, not sent")
 			fs.DurationVar(&lc.Drain, "drain", 10*time.Second, "after offering, how long to wait for orders in flight")
 			fs.StringVar(&chart, "chart", "load-chart.html", "where to write the latency and throughput chart (HTML with inline SVG); empty: none")
+			fs.BoolVar(&lc.Hops, "hops", true, "after the load, read its events back from the saga's topics and report where the time went, step by step (needs Kafka)")
 			fs.BoolVar(&findMax, "find-max", false, "raise the rate step by step until p99 or the finished share fails, and report the knee")
 			fs.Float64Var(&lc.FindMax.Start, "start-rate", 50, "find-max: the first rate")
 			fs.Float64Var(&lc.FindMax.Factor, "step-factor", 1.5, "find-max: each next rate is this times the last")

@@ -81,8 +81,19 @@ func FindMax(ctx context.Context, cfg Config) (MaxReport, error) {
 	return m, nil
 }
 
-// Print writes the steps as a table and the knee.
+// Print writes the steps as a table, the knee, and where the time went at the knee and in the step that
+// failed (when measured: Config.Hops).
 func (m MaxReport) Print(w io.Writer) {
+	m.printSteps(w)
+	for i, s := range m.Steps {
+		if s.Hops != nil && (i == m.Knee || !s.Passed) {
+			fmt.Fprintf(w, "\nstep %d, %.0f/s (%s): ", i+1, s.Rate, map[bool]string{true: "the knee", false: "failed"}[s.Passed])
+			s.Hops.Print(w)
+		}
+	}
+}
+
+func (m MaxReport) printSteps(w io.Writer) {
 	if len(m.Steps) > 0 {
 		fmt.Fprintf(w, "final events: %s\n", m.Steps[0].Source)
 	}
@@ -91,14 +102,14 @@ func (m MaxReport) Print(w io.Writer) {
 			r.Rate, m.Config.Warmup, r.Offered, 100*r.FinishedShare(), ms(r.Latency.P50), ms(r.Latency.P99))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "step\tasked/s\tachieved/s\toffered\tfinished\tfinished/s\terrors\tlate\tp50\tp90\tp99\tmax\t  verdict")
+	fmt.Fprintln(tw, "step\tasked/s\tachieved/s\toffered\tfinished\tfinished/s\terrors\tlate\tp50\tp90\tp99\tmax\thost cpu\t  verdict")
 	for i, s := range m.Steps {
 		verdict := "pass"
 		if !s.Passed {
 			verdict = "FAIL: " + s.Why
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.1f\t%d\t%.1f%%\t%.1f\t%d\t%d\t%s\t%s\t%s\t%s\t  %s\n", i+1, s.Rate, s.AchievedRate(), s.Offered,
-			100*s.FinishedShare(), s.FinishedRate, s.Errors(), s.Late, ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.Max), verdict)
+		fmt.Fprintf(tw, "%d\t%.0f\t%.1f\t%d\t%.1f%%\t%.1f\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t  %s\n", i+1, s.Rate, s.AchievedRate(), s.Offered,
+			100*s.FinishedShare(), s.FinishedRate, s.Errors(), s.Late, ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.Max), cpuPercent(s.HostCPU), verdict)
 	}
 	tw.Flush()
 	if len(m.Steps) == 0 {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/url"
 	"time"
+
+	"github.com/choreo-dev/choreo/sagas"
 )
 
 // Config is one load: where to send it, how much, of what, and where to report.
@@ -18,6 +20,8 @@ type Config struct {
 	OperatorToken string   // Bearer token for PUT /v1/products, when set
 	Brokers       []string // Kafka, to read final events from; unreachable: the read model is polled instead
 	Topic         string   // the order service's topic; default order.events
+	Topics        []string // every topic of the saga, for Hops; default sagas.Topics()
+	Hops          bool     // after each load, read its events back from Topics and break its time down by step
 
 	Rate     float64       // orders offered per second
 	Count    int           // orders to offer; 0: for Duration
@@ -65,6 +69,9 @@ func (c *Config) defaults() {
 	}
 	if c.Topic == "" {
 		c.Topic = "order.events"
+	}
+	if c.Topics == nil {
+		c.Topics = sagas.Topics()
 	}
 	if c.Mix == nil {
 		c.Mix = Mix{Confirmed: 1}

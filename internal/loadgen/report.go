@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -30,9 +31,15 @@ type Report struct {
 	FinishedRate float64       // finished orders per second, from the first offer to the last final event (or the end of offering)
 	Late         int           // sends more than the tolerance behind the schedule
 	MaxLate      time.Duration // the latest send
+	// HostCPU is the share of this host's CPU (all cores, all processes) busy while offering, from
+	// /proc/stat; -1 where unknown. When the system runs on the same machine, a share near 1 says the
+	// rate ran out of CPU.
+	HostCPU float64
 
 	Start  time.Time // of offering; Series counts seconds from here
 	Series []Second
+
+	Hops *Hops // where the time went, step by step (Config.Hops); nil: not measured
 }
 
 // OutcomeCount compares one outcome's orders with the mix.
@@ -129,6 +136,9 @@ func (r Report) Print(w io.Writer) {
 		r.Offered, r.Offering.Seconds(), r.Rate, r.AchievedRate(), r.Late, ms(r.MaxLate))
 	fmt.Fprintf(w, "accepted   %d; finished %d (%.1f%% of offered) at %.1f/s; still in flight %d; no answer %d\n",
 		r.Accepted, r.Finished, 100*r.FinishedShare(), r.FinishedRate, r.InFlight, r.Unanswered)
+	if r.HostCPU >= 0 {
+		fmt.Fprintf(w, "host CPU   %s busy while offering (this machine's %d cores, every process on it)\n", cpuPercent(r.HostCPU), runtime.NumCPU())
+	}
 	l := r.Latency
 	fmt.Fprintf(w, "latency    POST -> final event: p50 %s  p90 %s  p99 %s  max %s  (%d orders)\n", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), l.N)
 	fmt.Fprintf(w, "errors     %d", r.Errors())
@@ -150,4 +160,7 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%.1f%%\t%d\t%d\t\n", o.Outcome, 100*o.Share, o.Asked, o.Got)
 	}
 	tw.Flush()
+	if r.Hops != nil {
+		r.Hops.Print(w)
+	}
 }

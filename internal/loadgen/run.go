@@ -20,6 +20,7 @@ type session struct {
 	tracker *tracker
 	planner *planner
 	source  string // where final events come from, for the report
+	hops    bool   // break each phase down by step (Config.Hops, and Kafka is reachable)
 	runID   string // makes the Idempotency-Keys of this session unique
 	n       int    // orders offered so far in this session
 
@@ -74,6 +75,7 @@ func open(ctx context.Context, cfg Config) (*session, error) {
 	kf, err := openKafkaFinals(ctx, cfg.Brokers, cfg.Topic)
 	if err == nil {
 		s.source = fmt.Sprintf("Kafka topic %s at %s (no consumer group)", cfg.Topic, strings.Join(cfg.Brokers, ","))
+		s.hops = cfg.Hops
 		go func() {
 			defer close(done)
 			if err := kf.run(fctx, deliver); err != nil {
@@ -109,7 +111,15 @@ func (s *session) note(format string, args ...any) {
 // flight, and reports. When ctx ends, offering stops and the drain is shortened to at most 5s.
 func (s *session) phase(ctx context.Context, label string, rate float64, count int, d time.Duration) Report {
 	s.tracker.reset()
+	var from topicOffsets
+	if s.hops {
+		var err error
+		if from, err = endOffsets(ctx, s.cfg.Brokers, s.cfg.Topics); err != nil {
+			s.note("no step breakdown: the saga's topics: %v", err)
+		}
+	}
 	sched := scheduleFor(rate, count, d)
+	cpu0, cpuKnown := readCPUTimes()
 	start := time.Now()
 
 	stopProgress := s.progress(label, start)
@@ -120,6 +130,10 @@ func (s *session) phase(ctx context.Context, label string, rate float64, count i
 	})
 	// Offering n orders takes n intervals: the last one is sent one interval before the next would be.
 	offering := max(time.Since(start), sched.due(sent))
+	hostCPU := -1.0
+	if cpu1, ok := readCPUTimes(); ok && cpuKnown {
+		hostCPU = busyShare(cpu0, cpu1)
+	}
 
 	drain := s.cfg.Drain
 	if ctx.Err() != nil {
@@ -133,9 +147,38 @@ func (s *session) phase(ctx context.Context, label string, rate float64, count i
 
 	recs := s.tracker.snapshot()
 	r := buildReport(recs, s.cfg.Mix, start, offering)
-	r.Rate, r.Late, r.MaxLate, r.Source = rate, late.count, late.max, s.source
+	r.Rate, r.Late, r.MaxLate, r.Source, r.HostCPU = rate, late.count, late.max, s.source, hostCPU
 	r.Interrupted = sent < sched.count
+	if from != nil {
+		r.Hops = s.hopsSince(ctx, from, recs)
+	}
 	return r
+}
+
+// hopsSince reads back the events of the phase's orders, published after from, and breaks them down by
+// step; nil (with a note) if they cannot be read.
+func (s *session) hopsSince(ctx context.Context, from topicOffsets, recs []record) *Hops {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	s.note("reading the load's events back for the step breakdown...")
+	to, err := endOffsets(ctx, s.cfg.Brokers, s.cfg.Topics)
+	if err != nil {
+		s.note("no step breakdown: the saga's topics: %v", err)
+		return nil
+	}
+	evs, err := readSent(ctx, s.cfg.Brokers, from, to)
+	if err != nil {
+		s.note("no step breakdown: %v", err)
+		return nil
+	}
+	orders := map[string]bool{}
+	for _, r := range recs {
+		if r.accepted {
+			orders[r.id] = true
+		}
+	}
+	h := hopsOf(evs, orders)
+	return &h
 }
 
 // send offers the next order: a POST in flight of its own, or a counted error when the bound is hit.

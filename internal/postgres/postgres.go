@@ -20,7 +20,8 @@ const DefaultMaxConns = 20
 // Connect opens a pool on url and pings it. While the server is unreachable
 // or starting up it retries with backoff until ctx ends, so a service may
 // start before Postgres; a refused login or a missing database fails at once. Each configure function
-// may adjust the pool's configuration before the pool is built.
+// may adjust the pool's configuration before the pool is built. Every connection knows uuid.UUID
+// (RegisterUUID).
 func Connect(ctx context.Context, url string, configure ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -31,6 +32,14 @@ func Connect(ctx context.Context, url string, configure ...func(*pgxpool.Config)
 		// two pipeline stages), one consumer worker per partition, HTTP handlers and background work share
 		// the pool. pool_max_conns in the URL overrides this.
 		cfg.MaxConns = DefaultMaxConns
+	}
+	after := cfg.AfterConnect
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		RegisterUUID(conn.TypeMap())
+		if after != nil {
+			return after(ctx, conn)
+		}
+		return nil
 	}
 	for _, c := range configure {
 		c(cfg)

@@ -70,11 +70,16 @@ func checkLoad(t *testing.T, r loadgen.Report, count int) {
 }
 
 // TestLoadEveryOutcome offers 40 orders at 20/s, a quarter of each outcome over five products and a hot
-// one, and follows their final events on Kafka.
+// one, follows their final events on Kafka, and then reads their events back to break them down by step.
 func TestLoadEveryOutcome(t *testing.T) {
 	t.Parallel()
 	h := start(t, baseConfig(t))
-	r, err := loadgen.Run(t.Context(), loadConfig(t, h, 40))
+	cfg := loadConfig(t, h, 40)
+	cfg.Hops = true
+	for _, topic := range sagas.Topics() {
+		cfg.Topics = append(cfg.Topics, h.cfg.Host.Namespace+topic)
+	}
+	r, err := loadgen.Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +87,39 @@ func TestLoadEveryOutcome(t *testing.T) {
 		t.Fatalf("final events from %q, want Kafka", r.Source)
 	}
 	checkLoad(t, r, 40)
+	checkHops(t, r.Hops, 40)
+}
+
+// checkHops asserts that the breakdown covers every order: each one's final event is traced to its cause,
+// and the order service sent at least the placement and the final event of each.
+func checkHops(t *testing.T, h *loadgen.Hops, count int) {
+	t.Helper()
+	if h == nil {
+		t.Fatal("no step breakdown")
+	}
+	if h.Orders != count {
+		t.Errorf("breakdown of %d orders, want %d", h.Orders, count)
+	}
+	finals, first := 0, ""
+	for i, s := range h.Steps {
+		if s.Delay.N == 0 || s.Service != sagas.Emitter(s.Effect) || s.Delay.P50 > s.Delay.Max {
+			t.Errorf("step %+v", s)
+		}
+		if i == 0 {
+			first = s.Cause
+		}
+		if s.Effect == "order.confirmed" || s.Effect == "order.cancelled" {
+			finals += s.Delay.N
+		}
+	}
+	if finals != count || first != "order.placed" {
+		t.Errorf("final events traced to their cause: %d, want %d; first step from %q, want order.placed", finals, count, first)
+	}
+	for _, s := range h.Sends {
+		if s.Service == sagas.Order && s.Delay.N < 2*count {
+			t.Errorf("order sent %d events, want at least %d", s.Delay.N, 2*count)
+		}
+	}
 }
 
 // TestLoadFallsBackToPolling: with Kafka out of reach the generator polls the read model instead.
