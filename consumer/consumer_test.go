@@ -782,25 +782,30 @@ func (r *requests) touching(words ...string) [][]string {
 	return out
 }
 
+// traced returns f with a pool of its own whose round trips are recorded in the returned requests.
+func (f fixture) traced(t *testing.T) (fixture, *requests) {
+	t.Helper()
+	sent := &requests{}
+	pool, err := postgres.Connect(context.Background(), f.pool.Config().ConnConfig.ConnString(), func(c *pgxpool.Config) { c.ConnConfig.Tracer = sent })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	f.pool = pool
+	return f, sent
+}
+
 // TestAFirstTryIsOneRoundTripWhenItsWritesAreHeldBack: an event whose handler only holds writes back is
 // applied in one round trip, BEGIN, inbox write, the handler's write and COMMIT together, since the first
 // try does not wait for the inbox; its redelivery is still found in the inbox and skipped.
 func TestAFirstTryIsOneRoundTripWhenItsWritesAreHeldBack(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	f := newFixture(t, 1)
-	sent := &requests{}
-	traced, err := postgres.Connect(ctx, f.pool.Config().ConnConfig.ConnString(), func(c *pgxpool.Config) { c.ConnConfig.Tracer = sent })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(traced.Close)
+	tf, sent := f.traced(t)
 	held := func(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 		_, err := postgres.Later(tx).Exec(ctx, `INSERT INTO applied (event_id, subject, seq) VALUES ($1, $2, 1)`, ev.ID, ev.Subject)
 		return err
 	}
-	tf := f
-	tf.pool = traced
 	c := tf.start(t, cancelledRouter(t, held), nil)
 	e := event(t, "o-1", 1)
 	f.produce(t, events.ToMessage("", e))

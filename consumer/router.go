@@ -184,29 +184,37 @@ func (r *Router) add(eventType string, h Handler) {
 // checked against the saga's table.
 func (r *Router) Reactions() []string { return slices.Sorted(maps.Keys(r.routes)) }
 
-// Dispatch decodes env's payload with the router's registry and runs its handler in tx, within the
-// router's BatchScope as a batch of one, as the consumer would after recording the event in its inbox; false means no route matched. Tests of a service's
-// handlers use it.
-func (r *Router) Dispatch(ctx context.Context, tx pgx.Tx, env events.Envelope) (bool, error) {
-	h, p, err := r.resolve(env)
-	if err != nil {
-		return true, err // routed, but the payload does not decode
+// Dispatch decodes the payloads of envs with the router's registry and runs their handlers in order in tx,
+// within the router's BatchScope as one batch, as the consumer would after recording the events in its
+// inbox; false means an event had no route (nothing is run then). Tests of a service's handlers use it.
+func (r *Router) Dispatch(ctx context.Context, tx pgx.Tx, envs ...events.Envelope) (bool, error) {
+	hs := make([]Handler, len(envs))
+	evs := make([]Event, len(envs))
+	for i, env := range envs {
+		h, p, err := r.resolve(env)
+		if err != nil {
+			return true, err // routed, but the payload does not decode
+		}
+		if h == nil {
+			return false, nil
+		}
+		hs[i], evs[i] = h, Event{Envelope: env, Payload: p}
 	}
-	if h == nil {
-		return false, nil
+	if r.scope != nil {
+		var err error
+		if ctx, err = r.scope.Begin(ctx, tx, evs); err != nil {
+			return true, err
+		}
 	}
-	ev := Event{Envelope: env, Payload: p}
+	for i, h := range hs {
+		if err := h(ctx, tx, evs[i]); err != nil {
+			return true, err
+		}
+	}
 	if r.scope == nil {
-		return true, h(ctx, tx, ev)
+		return true, nil
 	}
-	sctx, err := r.scope.Begin(ctx, tx, []Event{ev})
-	if err != nil {
-		return true, err
-	}
-	if err := h(sctx, tx, ev); err != nil {
-		return true, err
-	}
-	return true, r.scope.Finish(sctx, tx)
+	return true, r.scope.Finish(ctx, tx)
 }
 
 // route finds the handler for m, decoding what it needs. A nil handler means: nothing to do.

@@ -84,54 +84,37 @@ func (s *Service) Handlers(r *consumer.Router) {
 	consumer.On(r, s.onPlaced)
 	consumer.On(r, s.onReserved)
 	consumer.On(r, s.onApproved)
-	// Authorizing needs all three; those before the last only record, and commit with it.
+	// Authorizing needs all three: each records its part, and the batch then decides the orders whose
+	// parts are all there (consumer.Pending), so those before the last commit with the last.
 	r.Join(events.OrderPlaced{}, events.StockReserved{}, events.CustomerApproved{})
+	r.Scope(consumer.Pending{Decide: consumer.DecideComplete(completeSQL, complete.key, s.decide)})
 	consumer.On(r, s.onCreditLimit)
 	r.OnEach(s.refund, events.ShipmentFailed{}, events.OrderCancelled{})
 }
 
-// state is a payment row as the handlers need it.
-type state struct {
-	Status      string
-	CustomerID  *string
-	Token       *string
-	AmountCents *int64
-	PaymentID   *uuid.UUID
-	Approved    bool
-	LimitCents  *int64 // the customer's credit limit, if one was set
-}
-
-// returning reads the row back with the customer's limit, which authorize needs: no query of its own.
-const returning = ` RETURNING status, customer_id, token, amount_cents, payment_id, customer_approved,
-	(SELECT limit_cents FROM customer_limits l WHERE l.customer_id = payments.customer_id)`
-
 func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.OrderPlaced) error {
-	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, customer_id, token, status) VALUES ($1, $2, $3, 'WAITING')
-		ON CONFLICT (order_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, token = EXCLUDED.token, updated_at = now()`+returning,
-		p.OrderID, p.CustomerID, p.PaymentToken)
-	if err != nil {
-		return err
-	}
-	return s.authorize(ctx, tx, ev, p.OrderID, st)
+	return recordPart(ctx, tx, ev, p.OrderID, `INSERT INTO payments (order_id, customer_id, token, status) VALUES ($1, $2, $3, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, token = EXCLUDED.token, updated_at = now()`,
+		p.CustomerID, p.PaymentToken)
 }
 
 func (s *Service) onReserved(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.StockReserved) error {
-	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, amount_cents, status) VALUES ($1, $2, 'WAITING')
-		ON CONFLICT (order_id) DO UPDATE SET amount_cents = EXCLUDED.amount_cents, updated_at = now()`+returning,
-		p.OrderID, p.TotalCents)
-	if err != nil {
-		return err
-	}
-	return s.authorize(ctx, tx, ev, p.OrderID, st)
+	return recordPart(ctx, tx, ev, p.OrderID, `INSERT INTO payments (order_id, amount_cents, status) VALUES ($1, $2, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET amount_cents = EXCLUDED.amount_cents, updated_at = now()`, p.TotalCents)
 }
 
 func (s *Service) onApproved(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.CustomerApproved) error {
-	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, customer_approved, status) VALUES ($1, true, 'WAITING')
-		ON CONFLICT (order_id) DO UPDATE SET customer_approved = true, updated_at = now()`+returning, p.OrderID)
-	if err != nil {
-		return err
+	return recordPart(ctx, tx, ev, p.OrderID, `INSERT INTO payments (order_id, customer_approved, status) VALUES ($1, true, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET customer_approved = true, updated_at = now()`)
+}
+
+// recordPart records one part of an order's payment with an upsert whose first argument is the order id,
+// held back for the batch's next round trip, and marks the order for decide.
+func recordPart(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID, sql string, args ...any) error {
+	if _, err := postgres.Later(tx).Exec(ctx, sql, append([]any{orderID}, args...)...); err != nil {
+		return fmt.Errorf("record %s of payment %s: %w", ev.Type, orderID, err)
 	}
-	return s.authorize(ctx, tx, ev, p.OrderID, st)
+	return consumer.MayBeDue(ctx, orderID, ev)
 }
 
 // onCreditLimit keeps the customer's limit; a redelivered older limit does not replace a newer one.
@@ -145,46 +128,61 @@ func (s *Service) onCreditLimit(ctx context.Context, tx pgx.Tx, ev consumer.Even
 	return nil
 }
 
-// authorize decides a WAITING payment once its token, its amount and the customer's approval are known.
-func (s *Service) authorize(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID string, st state) error {
-	if st.Status != Waiting || st.Token == nil || st.AmountCents == nil || st.CustomerID == nil || !st.Approved {
-		return nil
-	}
+// completeSQL reads the payments among $1 that have every part and are still WAITING, with the customer's
+// limit if one was set.
+const completeSQL = `SELECT order_id, token, amount_cents,
+	(SELECT limit_cents FROM customer_limits l WHERE l.customer_id = p.customer_id)
+	FROM payments p WHERE order_id = ANY($1) AND status = 'WAITING'
+	AND token IS NOT NULL AND amount_cents IS NOT NULL AND customer_id IS NOT NULL AND customer_approved`
+
+// complete is a payment ready to be decided, read by completeSQL for consumer.DecideComplete, which calls
+// decide with each such row of the batch's orders, caused by the batch's last event of the order.
+type complete struct {
+	OrderID     string
+	Token       string
+	AmountCents int64
+	LimitCents  *int64 // the customer's credit limit, if one was set
+}
+
+func (c complete) key() string { return c.OrderID }
+
+// decide authorizes or declines one complete payment.
+func (s *Service) decide(ctx context.Context, tx pgx.Tx, cause consumer.Event, c complete) error {
 	limit := s.cfg.DefaultLimitCents
-	if st.LimitCents != nil {
-		limit = *st.LimitCents
+	if c.LimitCents != nil {
+		limit = *c.LimitCents
 	}
 	reason := ""
 	switch {
-	case *st.Token == DeclineToken:
+	case c.Token == DeclineToken:
 		reason = "card_declined"
-	case *st.AmountCents > limit:
+	case c.AmountCents > limit:
 		reason = "limit_exceeded"
 	}
 	if reason != "" {
-		if _, err := postgres.Later(tx).Exec(ctx, `UPDATE payments SET status = 'DECLINED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
-			return fmt.Errorf("decline %s: %w", orderID, err)
+		if _, err := postgres.Later(tx).Exec(ctx, `UPDATE payments SET status = 'DECLINED', reason = $2, updated_at = now() WHERE order_id = $1`, c.OrderID, reason); err != nil {
+			return fmt.Errorf("decline %s: %w", c.OrderID, err)
 		}
-		return s.emit.Emit(ctx, tx, ev.Envelope, events.PaymentDeclined{OrderID: orderID, Reason: reason})
+		return s.emit.Emit(ctx, tx, cause.Envelope, events.PaymentDeclined{OrderID: c.OrderID, Reason: reason})
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return fmt.Errorf("payment id: %w", err)
 	}
-	if _, err := postgres.Later(tx).Exec(ctx, `UPDATE payments SET status = 'AUTHORIZED', payment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
-		return fmt.Errorf("authorize %s: %w", orderID, err)
+	if _, err := postgres.Later(tx).Exec(ctx, `UPDATE payments SET status = 'AUTHORIZED', payment_id = $2, updated_at = now() WHERE order_id = $1`, c.OrderID, id); err != nil {
+		return fmt.Errorf("authorize %s: %w", c.OrderID, err)
 	}
-	return s.emit.Emit(ctx, tx, ev.Envelope, events.PaymentAuthorized{OrderID: orderID, PaymentID: id.String(), AmountCents: *st.AmountCents})
+	return s.emit.Emit(ctx, tx, cause.Envelope, events.PaymentAuthorized{OrderID: c.OrderID, PaymentID: id.String(), AmountCents: c.AmountCents})
 }
 
 // refund compensates: an authorized payment is refunded; a payment not yet decided is cancelled so that a
 // stock.reserved or customer.approved arriving later authorizes nothing.
 func (s *Service) refund(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 	orderID := ev.Subject
-	st, err := upsertPayment(ctx, tx, `INSERT INTO payments (order_id, status) VALUES ($1, 'CANCELLED')
-		ON CONFLICT (order_id) DO UPDATE SET updated_at = now()`+returning, orderID)
+	st, err := postgres.QueryOne[refundState](ctx, tx, `INSERT INTO payments (order_id, status) VALUES ($1, 'CANCELLED')
+		ON CONFLICT (order_id) DO UPDATE SET updated_at = now() RETURNING status, amount_cents, payment_id`, orderID)
 	if err != nil {
-		return err
+		return fmt.Errorf("upsert payment %s: %w", orderID, err)
 	}
 	switch st.Status {
 	case Waiting:
@@ -203,11 +201,9 @@ func (s *Service) refund(ctx context.Context, tx pgx.Tx, ev consumer.Event) erro
 	return nil // declined, refunded or cancelled already
 }
 
-// upsertPayment runs an upsert of the payment row of args[0] and returns the row it left.
-func upsertPayment(ctx context.Context, tx pgx.Tx, sql string, args ...any) (state, error) {
-	st, err := postgres.QueryOne[state](ctx, tx, sql, args...)
-	if err != nil {
-		return state{}, fmt.Errorf("upsert payment %v: %w", args[0], err)
-	}
-	return st, nil
+// refundState is what refund needs of a payment row.
+type refundState struct {
+	Status      string
+	AmountCents *int64
+	PaymentID   *uuid.UUID
 }

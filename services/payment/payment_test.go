@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/testing/servicetest"
 	"github.com/choreo-dev/choreo/internal/testing/testenv"
@@ -147,5 +149,60 @@ func TestCreditLimitFromEvents(t *testing.T) {
 	s.Apply(approved(t, "r"))
 	if st := status(t, s, "r"); st != payment.Authorized {
 		t.Fatalf("4000 within the customer's 5000 limit: %s, want AUTHORIZED", st)
+	}
+}
+
+// TestABatchDecidesEachCompleteOrderOnce applies the parts of three orders in one transaction, as a
+// consumer batch: the two orders whose parts are all there are decided once each, caused by their last
+// event in the batch, in the order the batch first named them; the third waits.
+func TestABatchDecidesEachCompleteOrderOnce(t *testing.T) {
+	t.Parallel()
+	s := servicetest.New(t, payment.Spec(payment.Config{DefaultLimitCents: 1000}))
+	lastOfO1 := approved(t, "o1") // a redelivery of the approval, under an id of its own
+	lastOfO2 := approved(t, "o2")
+	s.Apply(placed(t, "o2", "tok_visa"), placed(t, "o1", "tok_visa"), reserved(t, "o1", 500), approved(t, "o1"),
+		reserved(t, "o2", 2000), placed(t, "o3", "tok_visa"), lastOfO2, lastOfO1)
+
+	if st := status(t, s, "o3"); st != payment.Waiting {
+		t.Errorf("o3 (no amount, no approval): %s, want WAITING", st)
+	}
+	if st := status(t, s, "o1"); st != payment.Authorized {
+		t.Errorf("o1: %s, want AUTHORIZED", st)
+	}
+	if st := status(t, s, "o2"); st != payment.Declined { // 2000 over the limit of 1000
+		t.Errorf("o2: %s, want DECLINED", st)
+	}
+	rows, err := s.Pool.Query(context.Background(), `
+		SELECT convert_from(header_values[array_position(header_keys, 'ce_type')], 'UTF8'),
+		       convert_from(header_values[array_position(header_keys, 'ce_subject')], 'UTF8'),
+		       convert_from(header_values[array_position(header_keys, 'ce_causationid')], 'UTF8')
+		FROM outbox ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type emitted struct{ typ, order, cause string }
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (emitted, error) {
+		var e emitted
+		return e, r.Scan(&e.typ, &e.order, &e.cause)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []emitted{ // o2 first: the batch named it first
+		{"payment.declined", "o2", lastOfO2.ID.String()},
+		{"payment.authorized", "o1", lastOfO1.ID.String()},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("emitted %v, want %v", got, want)
+	}
+
+	// A cancellation in the batch that completes an order: the payment is cancelled, never authorized.
+	s.Apply(placed(t, "o4", "tok_visa"), reserved(t, "o4", 500), approved(t, "o4"),
+		servicetest.Event(t, "order", "o4", events.OrderCancelled{OrderID: "o4", Reason: events.ReasonExpired}))
+	if st := status(t, s, "o4"); st != payment.Cancelled {
+		t.Errorf("o4, cancelled in the batch that completed it: %s, want CANCELLED", st)
+	}
+	if n := len(s.Emitted()); n != 2 {
+		t.Errorf("%d events emitted in all, want the 2 of o1 and o2", n)
 	}
 }

@@ -77,56 +77,71 @@ func New(cfg Config, pool *pgxpool.Pool, topic string, log zerolog.Logger) *Serv
 func (s *Service) Handlers(r *consumer.Router) {
 	consumer.On(r, s.onPlaced)
 	r.OnEach(s.onAuthorized, events.PaymentAuthorized{})
-	// Scheduling needs both; the first only records, and commits with the second.
+	// Scheduling needs both: each records its part, and the batch then decides the orders whose parts are
+	// both there (consumer.Pending), so the first commits with the second.
 	r.Join(events.OrderPlaced{}, events.PaymentAuthorized{})
+	r.Scope(consumer.Pending{Decide: consumer.DecideComplete(completeSQL, complete.key, s.decide)})
 	r.OnEach(s.cancel, events.OrderCancelled{})
 }
 
 type state struct {
 	Status     string
-	Address    []byte
-	Authorized bool
 	ShipmentID *uuid.UUID
 }
 
-const returning = ` RETURNING status, address, authorized, shipment_id`
-
 func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.OrderPlaced) error {
 	addr, _ := json.Marshal(p.ShippingAddress) // plain struct: cannot fail
-	st, err := upsertShipment(ctx, tx, `INSERT INTO shipments (order_id, address, status) VALUES ($1, $2, 'WAITING')
-		ON CONFLICT (order_id) DO UPDATE SET address = EXCLUDED.address, updated_at = now()`+returning, p.OrderID, addr)
-	if err != nil {
-		return err
-	}
-	return s.schedule(ctx, tx, ev, p.OrderID, st)
+	return recordPart(ctx, tx, ev, p.OrderID, `INSERT INTO shipments (order_id, address, status) VALUES ($1, $2, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET address = EXCLUDED.address, updated_at = now()`, addr)
 }
 
 func (s *Service) onAuthorized(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	st, err := upsertShipment(ctx, tx, `INSERT INTO shipments (order_id, authorized, status) VALUES ($1, true, 'WAITING')
-		ON CONFLICT (order_id) DO UPDATE SET authorized = true, updated_at = now()`+returning, ev.Subject)
-	if err != nil {
-		return err
-	}
-	return s.schedule(ctx, tx, ev, ev.Subject, st)
+	return recordPart(ctx, tx, ev, ev.Subject, `INSERT INTO shipments (order_id, authorized, status) VALUES ($1, true, 'WAITING')
+		ON CONFLICT (order_id) DO UPDATE SET authorized = true, updated_at = now()`)
 }
 
-// schedule decides a WAITING shipment once the address is known and payment authorized.
-func (s *Service) schedule(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID string, st state) error {
-	if st.Status != Waiting || st.Address == nil || !st.Authorized {
-		return nil
+// recordPart records one part of an order's shipment with an upsert whose first argument is the order id,
+// held back for the batch's next round trip, and marks the order for decide.
+func recordPart(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID, sql string, args ...any) error {
+	if _, err := postgres.Later(tx).Exec(ctx, sql, append([]any{orderID}, args...)...); err != nil {
+		return fmt.Errorf("record %s of shipment %s: %w", ev.Type, orderID, err)
 	}
+	return consumer.MayBeDue(ctx, orderID, ev)
+}
+
+// completeSQL reads the shipments among $1 that have their address and payment and are still WAITING.
+const completeSQL = `SELECT order_id, address FROM shipments
+	WHERE order_id = ANY($1) AND status = 'WAITING' AND address IS NOT NULL AND authorized`
+
+// complete is a shipment ready to be decided, read by completeSQL for consumer.DecideComplete, which calls
+// decide with each such row of the batch's orders, caused by the batch's last event of the order.
+type complete struct {
+	OrderID string
+	Address []byte
+}
+
+func (c complete) key() string { return c.OrderID }
+
+// decide schedules one complete shipment, or fails it when its country is not served.
+func (s *Service) decide(ctx context.Context, tx pgx.Tx, cause consumer.Event, c complete) error {
+	orderID := c.OrderID
 	// Addresses stored before order.placed v2 have line1 instead of street and house_number; only the
-	// country is read here, which both versions carry.
+	// country is read here, which both versions carry. One that cannot be read fails the shipment, and
+	// the saga compensates: a decision of the batch must not fail the batch (consumer.Pending).
 	var addr events.PostalAddress
-	if err := json.Unmarshal(st.Address, &addr); err != nil {
-		return consumer.Permanent(fmt.Errorf("shipment %s has an unreadable address: %w", orderID, err))
+	reason := ""
+	if err := json.Unmarshal(c.Address, &addr); err != nil {
+		reason = "unreadable_address"
+		s.log.Error().Err(err).Str("event_id", cause.ID.String()).Str("correlation_id", cause.CorrelationID).
+			Str("order_id", orderID).Msg("shipment address unreadable: failing the shipment")
+	} else if addr.Country == NeverSupported || !slices.Contains(s.cfg.Countries, addr.Country) {
+		reason = "unsupported_country: " + addr.Country
 	}
-	if addr.Country == NeverSupported || !slices.Contains(s.cfg.Countries, addr.Country) {
-		reason := "unsupported_country: " + addr.Country
+	if reason != "" {
 		if _, err := postgres.Later(tx).Exec(ctx, `UPDATE shipments SET status = 'FAILED', reason = $2, updated_at = now() WHERE order_id = $1`, orderID, reason); err != nil {
 			return fmt.Errorf("fail shipment %s: %w", orderID, err)
 		}
-		return s.emit.Emit(ctx, tx, ev.Envelope, events.ShipmentFailed{OrderID: orderID, Reason: reason})
+		return s.emit.Emit(ctx, tx, cause.Envelope, events.ShipmentFailed{OrderID: orderID, Reason: reason})
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -135,16 +150,16 @@ func (s *Service) schedule(ctx context.Context, tx pgx.Tx, ev consumer.Event, or
 	if _, err := postgres.Later(tx).Exec(ctx, `UPDATE shipments SET status = 'SCHEDULED', shipment_id = $2, updated_at = now() WHERE order_id = $1`, orderID, id); err != nil {
 		return fmt.Errorf("schedule shipment %s: %w", orderID, err)
 	}
-	return s.emit.Emit(ctx, tx, ev.Envelope, events.ShipmentScheduled{OrderID: orderID, ShipmentID: id.String()})
+	return s.emit.Emit(ctx, tx, cause.Envelope, events.ShipmentScheduled{OrderID: orderID, ShipmentID: id.String()})
 }
 
 // cancel compensates: a scheduled shipment is cancelled; one not yet decided never will be.
 func (s *Service) cancel(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
 	orderID := ev.Subject
-	st, err := upsertShipment(ctx, tx, `INSERT INTO shipments (order_id, status) VALUES ($1, 'CANCELLED')
-		ON CONFLICT (order_id) DO UPDATE SET updated_at = now()`+returning, orderID)
+	st, err := postgres.QueryOne[state](ctx, tx, `INSERT INTO shipments (order_id, status) VALUES ($1, 'CANCELLED')
+		ON CONFLICT (order_id) DO UPDATE SET updated_at = now() RETURNING status, shipment_id`, orderID)
 	if err != nil {
-		return err
+		return fmt.Errorf("upsert shipment %s: %w", orderID, err)
 	}
 	if st.Status != Waiting && st.Status != Scheduled {
 		return nil
@@ -156,13 +171,4 @@ func (s *Service) cancel(ctx context.Context, tx pgx.Tx, ev consumer.Event) erro
 		return nil
 	}
 	return s.emit.Emit(ctx, tx, ev.Envelope, events.ShipmentCancelled{OrderID: orderID, ShipmentID: st.ShipmentID.String()})
-}
-
-// upsertShipment runs an upsert of the shipment row of args[0] and returns the row it left.
-func upsertShipment(ctx context.Context, tx pgx.Tx, sql string, args ...any) (state, error) {
-	st, err := postgres.QueryOne[state](ctx, tx, sql, args...)
-	if err != nil {
-		return state{}, fmt.Errorf("upsert shipment %v: %w", args[0], err)
-	}
-	return st, nil
 }

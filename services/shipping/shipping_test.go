@@ -78,3 +78,39 @@ func TestCancellationRacesScheduling(t *testing.T) {
 		})
 	}
 }
+
+// TestABatchDecidesEachCompleteShipmentOnce applies both halves of three orders in one transaction, as a
+// consumer batch, one of them with an address stored in a form the service cannot read: each complete
+// shipment is decided once, and the unreadable one fails (the saga compensates) instead of failing the
+// batch.
+func TestABatchDecidesEachCompleteShipmentOnce(t *testing.T) {
+	t.Parallel()
+	s := servicetest.New(t, shipping.Spec(spec()))
+	order := func(id, country string) (events.Envelope, events.Envelope) {
+		return servicetest.Event(t, "order", id, events.OrderPlaced{OrderID: id, CustomerID: "c", Items: []events.Item{{SKU: "A", Quantity: 1}},
+				Currency: "USD", ShippingAddress: events.PostalAddress{Name: "n", Street: "l", City: "c", PostalCode: "p", Country: country}}),
+			servicetest.Event(t, "payment", id, events.PaymentAuthorized{OrderID: id, PaymentID: "p", AmountCents: 5})
+	}
+	p1, a1 := order("us", "US")
+	p2, a2 := order("fr", "FR")
+	_, a3 := order("bad", "US")
+	if _, err := s.Pool.Exec(context.Background(), `INSERT INTO shipments (order_id, address, status) VALUES ('bad', '{"country": 7}', 'WAITING')`); err != nil {
+		t.Fatal(err)
+	}
+	s.Apply(p1, p2, a2, a3, a1, a1)
+
+	want := map[string]string{"us": shipping.Scheduled, "fr": shipping.Failed, "bad": shipping.Failed}
+	for id, st := range want {
+		var got, reason string
+		if err := s.Pool.QueryRow(context.Background(), `SELECT status, reason FROM shipments WHERE order_id = $1`, id).Scan(&got, &reason); err != nil {
+			t.Fatal(err)
+		}
+		if got != st || (id == "bad" && reason != "unreadable_address") {
+			t.Errorf("%s: %s (%q), want %s", id, got, reason, st)
+		}
+	}
+	// In the order the batch first named them: us (its order.placed came first), fr, bad.
+	if got, want := s.Emitted(), []string{"shipment.scheduled", "shipment.failed", "shipment.failed"}; !slices.Equal(got, want) {
+		t.Fatalf("emitted %v, want %v", got, want)
+	}
+}

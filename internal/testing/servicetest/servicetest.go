@@ -41,8 +41,9 @@ func New(t testing.TB, spec host.Spec) *Service {
 	return &Service{t: t, Pool: u.Pool(), Unit: u, router: router}
 }
 
-// Apply runs the handler for e's type in its own committed transaction, as the consumer runtime would.
-func (s *Service) Apply(e events.Envelope) {
+// Apply runs the handlers for es in one committed transaction, as the consumer runtime would a batch of
+// them (one event: a batch of one).
+func (s *Service) Apply(es ...events.Envelope) {
 	s.t.Helper()
 	ctx := context.Background()
 	tx, err := s.Pool.Begin(ctx)
@@ -50,12 +51,12 @@ func (s *Service) Apply(e events.Envelope) {
 		s.t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	routed, err := s.router.Dispatch(ctx, tx, e)
+	routed, err := s.router.Dispatch(ctx, tx, es...)
 	if !routed {
-		s.t.Fatalf("the service does not handle %s", e.Type)
+		s.t.Fatalf("the service does not handle one of %d events", len(es))
 	}
 	if err != nil {
-		s.t.Fatalf("apply %s: %v", e.Type, err)
+		s.t.Fatalf("apply %d events: %v", len(es), err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		s.t.Fatal(err)
