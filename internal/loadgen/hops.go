@@ -38,7 +38,8 @@ type HopStep struct {
 	Cause, Effect, Service string
 	Delay                  Percentiles
 
-	at time.Duration // the effects' median time after their order's first event: orders the steps
+	depth int           // the effects' median number of causes back to their saga's first event
+	at    time.Duration // the effects' median time after their order's first event
 }
 
 // HopSend is one service's events, from when they were made to when its relay sent them.
@@ -69,8 +70,23 @@ func hopsOf(evs []sentEvent, orders map[string]bool) Hops {
 			first[e.Subject] = e.Time
 		}
 	}
+	depths := map[*sentEvent]int{}
+	var depthOf func(e *sentEvent) int // causes back to the first event read (bounded: ids are unique)
+	depthOf = func(e *sentEvent) int {
+		if d, ok := depths[e]; ok {
+			return d
+		}
+		depths[e] = 0 // a cycle of ids cannot happen, but must not recurse forever
+		d := 0
+		if c, ok := byID[e.CausationID]; ok {
+			d = depthOf(c) + 1
+		}
+		depths[e] = d
+		return d
+	}
 	type stepKey struct{ cause, effect, service string }
 	steps, at := map[stepKey][]time.Duration{}, map[stepKey][]time.Duration{}
+	depth := map[stepKey][]int{}
 	sends := map[string][]time.Duration{}
 	for _, e := range mine {
 		sends[e.Source] = append(sends[e.Source], max(e.sent.Sub(e.Time), 0))
@@ -81,13 +97,18 @@ func hopsOf(evs []sentEvent, orders map[string]bool) Hops {
 		k := stepKey{c.Type, e.Type, e.Source}
 		steps[k] = append(steps[k], max(e.Time.Sub(c.sent), 0))
 		at[k] = append(at[k], e.Time.Sub(first[e.Subject]))
+		depth[k] = append(depth[k], depthOf(e))
 	}
 	h := Hops{Orders: len(first), Events: len(mine)}
 	for k, ds := range steps {
-		h.Steps = append(h.Steps, HopStep{Cause: k.cause, Effect: k.effect, Service: k.service, Delay: summarise(ds), at: summarise(at[k]).P50})
+		d := depth[k]
+		slices.Sort(d)
+		h.Steps = append(h.Steps, HopStep{Cause: k.cause, Effect: k.effect, Service: k.service, Delay: summarise(ds),
+			depth: d[(len(d)-1)/2], at: summarise(at[k]).P50})
 	}
+	// In the saga's order: by how many steps from its first event, then by when.
 	slices.SortFunc(h.Steps, func(a, b HopStep) int {
-		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.Cause, b.Cause), cmp.Compare(a.Effect, b.Effect))
+		return cmp.Or(cmp.Compare(a.depth, b.depth), cmp.Compare(a.at, b.at), cmp.Compare(a.Cause, b.Cause), cmp.Compare(a.Effect, b.Effect))
 	})
 	for s, ds := range sends {
 		h.Sends = append(h.Sends, HopSend{Service: s, Delay: summarise(ds)})

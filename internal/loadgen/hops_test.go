@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +96,32 @@ func TestHopsBreakASagaDownByStep(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("printed breakdown lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestHopsListStepsInTheSagasOrder: steps sort by how many causes back their effects are from the saga's
+// first event, before when they happened, so that a late first step comes before an early second one.
+func TestHopsListStepsInTheSagasOrder(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	var evs []sentEvent
+	emit := func(order, typ string, cause *sentEvent, ms int) *sentEvent {
+		e := sentEvent{Envelope: events.Envelope{ID: uuid.New(), Type: typ, Source: "s", Subject: order, Time: t0.Add(time.Duration(ms) * time.Millisecond)}}
+		e.sent = e.Time
+		if cause != nil {
+			e.CausationID = cause.ID.String()
+		}
+		evs = append(evs, e)
+		return &evs[len(evs)-1]
+	}
+	evs = make([]sentEvent, 0, 8) // emit keeps pointers into evs
+	x := emit("x", "a", nil, 0)
+	emit("x", "c", emit("x", "b", x, 50), 60)  // a → b at 50 ms, b → c at 60 ms
+	emit("y", "d", emit("y", "a", nil, 0), 80) // a → d at 80 ms: a first step, later than x's second
+	var got []string
+	for _, s := range hopsOf(evs, map[string]bool{"x": true, "y": true}).Steps {
+		got = append(got, s.Cause+"→"+s.Effect)
+	}
+	if want := []string{"a→b", "a→d", "b→c"}; !slices.Equal(got, want) {
+		t.Fatalf("steps %v, want %v", got, want)
 	}
 }
