@@ -56,11 +56,12 @@ func FindMax(ctx context.Context, cfg Config) (MaxReport, error) {
 	f := cfg.FindMax
 	m := MaxReport{Config: f, Knee: -1}
 	if f.Warmup > 0 {
-		r := s.phase(ctx, fmt.Sprintf("warm-up %5.0f/s ", f.Start), f.Start, 0, f.Warmup)
+		r := s.phase(ctx, fmt.Sprintf("warm-up %5.0f/s ", f.Start), f.Start, 0, f.Warmup, false)
 		m.Warmup = &r
 	}
 	for rate := f.Start; rate <= f.MaxRate && ctx.Err() == nil; rate = math.Round(rate * f.Factor) {
-		r := s.phase(ctx, fmt.Sprintf("step %d %5.0f/s ", len(m.Steps)+1, rate), rate, 0, f.Step)
+		// Every step is read back: which one is the knee shows only after the next.
+		r := s.phase(ctx, fmt.Sprintf("step %d %5.0f/s ", len(m.Steps)+1, rate), rate, 0, f.Step, true)
 		if len(m.Steps) == 0 {
 			m.Start = r.Start
 		}

@@ -36,6 +36,9 @@ func TestHopsBreakASagaDownByStep(t *testing.T) {
 		emit(order, "order.confirmed", "order", authorized, 50+3*d, 50.5+3*d) // sent within the millisecond it was made
 	}
 	evs[0].CausationID = uuid.NewString() // a cause the load did not read: no step
+	again := evs[1]                       // o1's stock.reserved, published again 100 ms later: counted once, from its first send
+	again.sent = again.sent.Add(100 * time.Millisecond)
+	evs = append(evs, again)
 
 	h := hopsOf(evs, map[string]bool{"o1": true, "o2": true})
 	if h.Orders != 2 || h.Events != 10 {

@@ -6,8 +6,11 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// cpuTimes is the CPU time this host has spent so far, busy and in all, in seconds summed over its cores.
-type cpuTimes struct{ busy, total float64 }
+// cpuTimes is the CPU time this host has spent so far, busy and in all, in seconds summed over its cpus.
+type cpuTimes struct {
+	busy, total float64
+	cpus        int
+}
 
 // readCPUTimes reads the host's CPU times (Linux /proc/stat); false where there are none. A load generator
 // on the machine that runs the system tells so whether a rate ran out of CPU.
@@ -20,7 +23,9 @@ func readCPUTimes() (cpuTimes, bool) {
 	if err != nil {
 		return cpuTimes{}, false
 	}
-	return cpuTimesOf(s.CPUTotal), true
+	t := cpuTimesOf(s.CPUTotal)
+	t.cpus = len(s.CPU)
+	return t, true
 }
 
 // cpuTimesOf counts idle and iowait as idle and leaves out steal (another guest of the hypervisor ran);

@@ -33,7 +33,7 @@ func TestReadCPUTimesOnLinux(t *testing.T) {
 		}
 		return
 	}
-	if !ok || a.total <= 0 || a.busy <= 0 || a.busy > a.total {
+	if !ok || a.total <= 0 || a.busy <= 0 || a.busy > a.total || a.cpus < 1 || a.cpus > 4096 {
 		t.Fatalf("CPU times %+v, %v", a, ok)
 	}
 	b, _ := readCPUTimes()

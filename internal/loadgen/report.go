@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -34,7 +33,8 @@ type Report struct {
 	// HostCPU is the share of this host's CPU (all cores, all processes) busy while offering, from
 	// /proc/stat; -1 where unknown. When the system runs on the same machine, a share near 1 says the
 	// rate ran out of CPU.
-	HostCPU float64
+	HostCPU  float64
+	HostCPUs int // the host's cpus, with HostCPU
 
 	Start  time.Time // of offering; Series counts seconds from here
 	Series []Second
@@ -137,7 +137,7 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "accepted   %d; finished %d (%.1f%% of offered) at %.1f/s; still in flight %d; no answer %d\n",
 		r.Accepted, r.Finished, 100*r.FinishedShare(), r.FinishedRate, r.InFlight, r.Unanswered)
 	if r.HostCPU >= 0 {
-		fmt.Fprintf(w, "host CPU   %s busy while offering (this machine's %d cores, every process on it)\n", cpuPercent(r.HostCPU), runtime.NumCPU())
+		fmt.Fprintf(w, "host CPU   %s busy while offering (this machine's %d cpus, every process on it)\n", cpuPercent(r.HostCPU), r.HostCPUs)
 	}
 	l := r.Latency
 	fmt.Fprintf(w, "latency    POST -> final event: p50 %s  p90 %s  p99 %s  max %s  (%d orders)\n", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), l.N)
