@@ -32,7 +32,7 @@ type combineRequest struct {
 var errApplyAlone = errors.New("the combined batch failed: apply alone")
 
 func newCombiner(c *Consumer) *combiner {
-	return &combiner{w: &worker{c: c, log: c.log, attempts: map[msgKey]int{}}, in: make(chan *combineRequest)}
+	return &combiner{w: &worker{c: c, log: c.log, attempts: map[msgKey]int{}, scopeErr: map[msgKey]error{}}, in: make(chan *combineRequest)}
 }
 
 // apply applies batch in a transaction combined with the batches other workers have ready, and reports

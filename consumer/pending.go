@@ -6,52 +6,91 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/choreo-dev/choreo/internal/postgres"
 )
 
 // Pending is a BatchScope for a step that waits for several events of a key (a Join) and is decided from
 // what the database holds once they are all there. Its handlers record their event's part with writes
-// held back (postgres.Later) and call MayBeDue; just before the commit, Decide gets every key the batch
-// marked, with the event that last marked it, reads which of them are complete in one query, and acts on
-// those. That is one round trip per batch where reading the row back after each part (an upsert's
-// RETURNING) took one per event, inside the service's one transaction at a time.
+// held back (postgres.Later) and call MayBeDue; just before the commit, Query reads, for every key the
+// batch marked, those that are complete and undecided, in one round trip, and Decide acts on each, in the
+// order the batch marked them, caused by the event that marked it last. Reading the row back after each
+// part (an upsert's RETURNING) took a round trip per event, inside the service's one transaction at a
+// time.
 //
 // Deciding from the database, not from which events the worker has seen, keeps it right when the events
 // of a key were split across consumers by a rebalance, were redelivered, or came in any order.
 //
-// Decide runs after the handlers, like every BatchScope's Finish: an error fails the whole batch, which is
-// retried (a lost connection, a lock conflict), and is nobody's to dead-letter. So Decide must not fail
-// for one key's data: it decides such a key the way the step fails (and the saga compensates) instead.
-type Pending struct {
-	Decide func(ctx context.Context, tx pgx.Tx, due []Due) error
-}
-
-// Due is a key that may be complete, and the event of the batch that last marked it: the cause of what
-// deciding it emits.
-type Due struct {
-	Key   string
-	Cause Event
+// A decision that fails is its cause's failure: the batch is tried again with that event on its own, and
+// once its attempts are used up (at once for a Permanent error) the event is parked or dead-lettered
+// without being applied, so its key is not decided and the rest of the batch goes on. A failure of Query
+// is the batch's, which is retried whole.
+type Pending[R any] struct {
+	Query  string         // $1 (text[]) is the batch's marked keys; one row, scanned by position, per complete key
+	Key    func(R) string // a row's key
+	Decide func(ctx context.Context, tx pgx.Tx, cause Event, row R) error
 }
 
 type pendingKey struct{}
 
+// due is a key that may be complete, and the event of the batch that last marked it.
+type due struct {
+	key   string
+	cause Event
+}
+
 // pendingSet is the batch's marked keys, in the order first marked.
 type pendingSet struct {
-	due   []Due
+	due   []due
 	index map[string]int
 }
 
 // Begin starts the batch with no key marked.
-func (p Pending) Begin(ctx context.Context, _ pgx.Tx, _ []Event) (context.Context, error) {
+func (p Pending[R]) Begin(ctx context.Context, _ pgx.Tx, _ []Event) (context.Context, error) {
 	return context.WithValue(ctx, pendingKey{}, &pendingSet{index: map[string]int{}}), nil
 }
 
-// Finish decides the marked keys, if any.
-func (p Pending) Finish(ctx context.Context, tx pgx.Tx) error {
+// Finish decides the marked keys that are complete.
+func (p Pending[R]) Finish(ctx context.Context, tx pgx.Tx) error {
 	set, _ := ctx.Value(pendingKey{}).(*pendingSet)
 	if set == nil || len(set.due) == 0 {
 		return nil
 	}
-	return p.Decide(ctx, tx, set.due)
+	keys := make([]string, len(set.due))
+	for i, d := range set.due {
+		keys[i] = d.key
+	}
+	rows, err := tx.Query(ctx, p.Query, keys)
+	if err != nil {
+		return fmt.Errorf("read which of %d keys are complete: %w", len(keys), err)
+	}
+	ready, err := pgx.CollectRows(rows, pgx.RowToStructByPos[R])
+	if err != nil {
+		return fmt.Errorf("read which of %d keys are complete: %w", len(keys), err)
+	}
+	byKey := make(map[string]R, len(ready))
+	for _, r := range ready {
+		byKey[p.Key(r)] = r
+	}
+	held, _ := tx.(*postgres.Tx)
+	defer func() {
+		if held != nil {
+			held.Own(-1)
+		}
+	}()
+	for _, d := range set.due {
+		r, ok := byKey[d.key]
+		if !ok {
+			continue
+		}
+		if held != nil { // what the decision holds back fails as its cause's (postgres.HeldBackError)
+			held.Own(d.cause.index)
+		}
+		if err := p.Decide(ctx, tx, d.cause, r); err != nil {
+			return &causeFailed{index: d.cause.index, err: fmt.Errorf("decide %s: %w", d.key, err)}
+		}
+	}
+	return nil
 }
 
 // errNoPending is what MayBeDue reports outside a batch of a Pending scope: a service that calls it must
@@ -65,43 +104,10 @@ func MayBeDue(ctx context.Context, key string, ev Event) error {
 		return errNoPending
 	}
 	if i, ok := set.index[key]; ok {
-		set.due[i].Cause = ev
+		set.due[i].cause = ev
 		return nil
 	}
 	set.index[key] = len(set.due)
-	set.due = append(set.due, Due{Key: key, Cause: ev})
+	set.due = append(set.due, due{key: key, cause: ev})
 	return nil
-}
-
-// DecideComplete returns a Pending's Decide for the usual case: query, whose only parameter ($1, text[])
-// is the batch's marked keys, returns a row (scanned into R by position) for each of them that is
-// complete and undecided; decide then runs for each such row, in the order the batch marked the keys,
-// with the event that marked it last.
-func DecideComplete[R any](query string, keyOf func(R) string, decide func(ctx context.Context, tx pgx.Tx, cause Event, row R) error) func(context.Context, pgx.Tx, []Due) error {
-	return func(ctx context.Context, tx pgx.Tx, due []Due) error {
-		keys := make([]string, len(due))
-		for i, d := range due {
-			keys[i] = d.Key
-		}
-		rows, err := tx.Query(ctx, query, keys)
-		if err != nil {
-			return fmt.Errorf("read which of %d keys are complete: %w", len(keys), err)
-		}
-		ready, err := pgx.CollectRows(rows, pgx.RowToStructByPos[R])
-		if err != nil {
-			return fmt.Errorf("read which of %d keys are complete: %w", len(keys), err)
-		}
-		byKey := make(map[string]R, len(ready))
-		for _, r := range ready {
-			byKey[keyOf(r)] = r
-		}
-		for _, d := range due {
-			if r, ok := byKey[d.Key]; ok {
-				if err := decide(ctx, tx, d.Cause, r); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
 }

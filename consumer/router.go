@@ -21,6 +21,8 @@ type Event struct {
 	Topic     string
 	Partition int
 	Offset    int64
+
+	index int // its place in the batch being applied, for a BatchScope's failures (see Pending)
 }
 
 // Handler applies one event inside tx, the transaction that also records the event in the inbox. It may
@@ -198,7 +200,7 @@ func (r *Router) Dispatch(ctx context.Context, tx pgx.Tx, envs ...events.Envelop
 		if h == nil {
 			return false, nil
 		}
-		hs[i], evs[i] = h, Event{Envelope: env, Payload: p}
+		hs[i], evs[i] = h, Event{Envelope: env, Payload: p, index: i}
 	}
 	if r.scope != nil {
 		var err error

@@ -39,6 +39,7 @@ type worker struct {
 	in       <-chan kafka.Message
 	log      zerolog.Logger
 	attempts map[msgKey]int     // failed handler attempts, for messages at the head of the batch
+	scopeErr map[msgKey]error   // the last failure of what the BatchScope did for a message it isolated
 	joined   map[joinKey]uint32 // per key and Router.Join, the bits of the members taken while others are to come
 }
 
@@ -63,7 +64,7 @@ func keyOf(m kafka.Message) msgKey { return msgKey{m.Topic, m.Offset} }
 // run applies the messages from w.in until stop ends; the batch in hand when it does is finished (but not
 // retried) with ctx, which bounds the database work.
 func (w *worker) run(stop, ctx context.Context) {
-	w.attempts, w.joined = map[msgKey]int{}, map[joinKey]uint32{}
+	w.attempts, w.joined, w.scopeErr = map[msgKey]int{}, map[joinKey]uint32{}, map[msgKey]error{}
 	batch := make([]kafka.Message, 0, w.c.cfg.BatchSize)
 	var linger *time.Timer // made on the first wait
 	for {
@@ -281,6 +282,9 @@ func blame(err error, index int) error {
 	if hb := (*postgres.HeldBackError)(nil); errors.As(err, &hb) {
 		index = hb.Owner // -1: one of the batch's own statements, nobody's
 	}
+	if cf := (*causeFailed)(nil); errors.As(err, &cf) {
+		index = cf.index // work a BatchScope did for that event (Pending's decisions)
+	}
 	if index < 0 {
 		return err
 	}
@@ -295,6 +299,27 @@ type handlerFailed struct {
 
 func (e *handlerFailed) Error() string { return e.err.Error() }
 func (e *handlerFailed) Unwrap() error { return e.err }
+
+// causeFailed is the failure of work a BatchScope did, after the handlers, for the batch's event at index.
+type causeFailed struct {
+	index int
+	err   error
+}
+
+func (e *causeFailed) Error() string { return e.err.Error() }
+func (e *causeFailed) Unwrap() error { return e.err }
+
+// finishFailed records that the BatchScope's work for r, run in isolation, failed again: an attempt of
+// r, which applyIsolated gives up (parks or dead-letters) once they are used up, or at once if permanent.
+func (w *worker) finishFailed(r *routed, err error) {
+	k := keyOf(r.m)
+	w.scopeErr[k] = err
+	if !IsPermanent(err) {
+		w.attempts[k]++
+	}
+	log := w.eventLog(r)
+	log.Warn().Err(err).Int("attempt", w.attempts[k]).Msg("the batch's work for the event failed")
+}
 
 // applyBatch applies batch in one transaction; the message at index isolate (-1: none) runs in a savepoint,
 // where its failure counts as an attempt and may dead-letter it. A handler failing outside a savepoint
@@ -345,6 +370,9 @@ func (w *worker) applyTx(ctx context.Context, batch []routed, isolate int, begin
 	if err != nil {
 		return 0, blame(err, -1)
 	}
+	for i := range batch {
+		batch[i].ev.index = i
+	}
 	var outcomes [parked + 1]uint64
 	applied := 0
 	var stop error
@@ -372,7 +400,12 @@ func (w *worker) applyTx(ctx context.Context, batch []routed, isolate int, begin
 	}
 	if sc := w.c.router.scope; sc != nil {
 		if err := sc.Finish(ctx, tx); err != nil {
-			return 0, blame(fmt.Errorf("finish batch of %d events: %w", applied, err), -1)
+			err = blame(fmt.Errorf("finish batch of %d events: %w", applied, err), -1)
+			var failed *handlerFailed
+			if isolate >= 0 && errors.As(err, &failed) && failed.index == isolate {
+				w.finishFailed(&batch[isolate], failed.err)
+			}
+			return 0, err
 		}
 	}
 	if err := outbox.FlushDeferred(ctx); err != nil {
@@ -392,6 +425,7 @@ func (w *worker) applyTx(ctx context.Context, batch []routed, isolate int, begin
 	hooks.run()
 	for _, r := range batch[:applied] {
 		delete(w.attempts, keyOf(r.m))
+		delete(w.scopeErr, keyOf(r.m))
 	}
 	// Counted only now that they are durable, so the counters never run ahead of the database.
 	w.c.stats.applied.Add(uint64(applied))
@@ -646,16 +680,25 @@ func (w *worker) applyIsolated(ctx context.Context, tx pgx.Tx, r *routed) (outco
 		return w.applyDirect(ctx, tx, r)
 	}
 	log := w.eventLog(r)
-	herr, err := applyInSavepoint(log.WithContext(ctx), tx, r, w.instrumented)
-	if err != nil {
-		return 0, err
-	}
-	if herr == nil {
-		return handled, nil
+	k := keyOf(r.m)
+	var herr error
+	if serr := w.scopeErr[k]; serr != nil && (IsPermanent(serr) || w.attempts[k] >= w.c.cfg.MaxAttempts) {
+		// What the BatchScope does for it after the handlers (a decision it marked) keeps failing: it is
+		// given up like a failing handler, without running it, so the rest of the batch goes on.
+		herr = serr
+	} else {
+		var err error
+		if herr, err = applyInSavepoint(log.WithContext(ctx), tx, r, w.instrumented); err != nil {
+			return 0, err
+		}
+		if herr == nil {
+			return handled, nil
+		}
+		if !IsPermanent(herr) {
+			w.attempts[k]++
+		}
 	}
 	if !IsPermanent(herr) {
-		k := keyOf(r.m)
-		w.attempts[k]++
 		if n := w.attempts[k]; n < w.c.cfg.MaxAttempts {
 			log.Warn().Err(herr).Int("attempt", n).Msg("handler failed")
 			return 0, herr

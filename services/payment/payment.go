@@ -87,7 +87,7 @@ func (s *Service) Handlers(r *consumer.Router) {
 	// Authorizing needs all three: each records its part, and the batch then decides the orders whose
 	// parts are all there (consumer.Pending), so those before the last commit with the last.
 	r.Join(events.OrderPlaced{}, events.StockReserved{}, events.CustomerApproved{})
-	r.Scope(consumer.Pending{Decide: consumer.DecideComplete(completeSQL, complete.key, s.decide)})
+	r.Scope(consumer.Pending[complete]{Query: completeSQL, Key: complete.key, Decide: s.decide})
 	consumer.On(r, s.onCreditLimit)
 	r.OnEach(s.refund, events.ShipmentFailed{}, events.OrderCancelled{})
 }
@@ -135,8 +135,8 @@ const completeSQL = `SELECT order_id, token, amount_cents,
 	FROM payments p WHERE order_id = ANY($1) AND status = 'WAITING'
 	AND token IS NOT NULL AND amount_cents IS NOT NULL AND customer_id IS NOT NULL AND customer_approved`
 
-// complete is a payment ready to be decided, read by completeSQL for consumer.DecideComplete, which calls
-// decide with each such row of the batch's orders, caused by the batch's last event of the order.
+// complete is a payment ready to be decided, read by completeSQL for consumer.Pending, which calls decide with
+// each such row of the batch's orders, caused by the batch's last event of the order.
 type complete struct {
 	OrderID     string
 	Token       string

@@ -80,7 +80,7 @@ func (s *Service) Handlers(r *consumer.Router) {
 	// Scheduling needs both: each records its part, and the batch then decides the orders whose parts are
 	// both there (consumer.Pending), so the first commits with the second.
 	r.Join(events.OrderPlaced{}, events.PaymentAuthorized{})
-	r.Scope(consumer.Pending{Decide: consumer.DecideComplete(completeSQL, complete.key, s.decide)})
+	r.Scope(consumer.Pending[complete]{Query: completeSQL, Key: complete.key, Decide: s.decide})
 	r.OnEach(s.cancel, events.OrderCancelled{})
 }
 
@@ -113,8 +113,8 @@ func recordPart(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID, sql 
 const completeSQL = `SELECT order_id, address FROM shipments
 	WHERE order_id = ANY($1) AND status = 'WAITING' AND address IS NOT NULL AND authorized`
 
-// complete is a shipment ready to be decided, read by completeSQL for consumer.DecideComplete, which calls
-// decide with each such row of the batch's orders, caused by the batch's last event of the order.
+// complete is a shipment ready to be decided, read by completeSQL for consumer.Pending, which calls decide with
+// each such row of the batch's orders, caused by the batch's last event of the order.
 type complete struct {
 	OrderID string
 	Address []byte
@@ -126,8 +126,9 @@ func (c complete) key() string { return c.OrderID }
 func (s *Service) decide(ctx context.Context, tx pgx.Tx, cause consumer.Event, c complete) error {
 	orderID := c.OrderID
 	// Addresses stored before order.placed v2 have line1 instead of street and house_number; only the
-	// country is read here, which both versions carry. One that cannot be read fails the shipment, and
-	// the saga compensates: a decision of the batch must not fail the batch (consumer.Pending).
+	// country is read here, which both versions carry. One that cannot be read fails the shipment, so the
+	// saga compensates at once (a failing decision would dead-letter its cause and leave the order to its
+	// expiry).
 	var addr events.PostalAddress
 	reason := ""
 	if err := json.Unmarshal(c.Address, &addr); err != nil {
