@@ -81,10 +81,18 @@ func (r *handOverRig) commitInTurn(t *testing.T, n int) {
 	t.Helper()
 	for i := 1; i <= n; i++ {
 		r.commit(t, "k", i)
-		testenv.Eventually(t, 10*time.Second, "the row to be published", func() bool {
+		// Published, not just handed over: a hand-over refused counts before its read, and a read after
+		// the next commit would publish both rows as one batch (the hand-over of the second then found
+		// read already).
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 			s := r.relay.Stats()
-			return s.HandOvers+s.HandOversRead >= uint64(i) || s.Batches >= uint64(i)
-		})
+			if s.Published >= uint64(i) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("row %d not published within 10s: stats %+v", i, s)
+			}
+		}
 	}
 	if got := r.order(t, n)["k"]; !slices.Equal(got, sequence(n)) {
 		t.Fatalf("published %v, want 1 to %d", got, n)

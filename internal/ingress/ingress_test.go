@@ -65,10 +65,16 @@ func TestRoutesEachPathToItsOwner(t *testing.T) {
 	}
 }
 
+// TestUnavailableUpstreamIsA502Problem: an upstream that drops every connection (kept listening: the port
+// of a closed test server can be taken by another test's server meanwhile, which answered 200 once).
 func TestUnavailableUpstreamIsA502Problem(t *testing.T) {
-	dead := httptest.NewServer(http.NotFoundHandler())
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			c.Close()
+		}
+	}))
+	defer dead.Close()
 	deadURL := dead.URL
-	dead.Close()
 	h, err := New(Upstreams{Order: deadURL, OrderView: upstream(t, "orderview"), Inventory: upstream(t, "inventory"), Customer: upstream(t, "customer")}, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
