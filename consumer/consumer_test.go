@@ -937,6 +937,8 @@ func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.
 	if got["order.cancelled"] != 5 || txs != 2 {
 		t.Errorf("applied %v in %d transactions; want the 5 waiting events in the transaction of the event that came next (2 in all)", got, txs)
 	}
+	// The worker counts a batch once its commit has returned, a moment after the rows are visible.
+	testenv.Eventually(t, 10*time.Second, "all 8 events counted", func() bool { return c.Stats().Applied == 8 })
 	s := c.Stats()
 	if s.LingerJoined == 0 || s.LingerExpired != 0 {
 		t.Errorf("lingered batches: %d joined, %d expired; want the wait joined by the event on the path, none expired", s.LingerJoined, s.LingerExpired)
