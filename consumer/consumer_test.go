@@ -153,6 +153,18 @@ func cancelledRouter(t *testing.T, h consumer.Handler) *consumer.Router {
 	return r
 }
 
+// countsWhen waits up to 10 s for the consumer's counts to satisfy ok and returns them (the last ones read,
+// if they never do): a worker counts a batch once its commit has returned, a moment after its rows are
+// visible to the test.
+func countsWhen(t *testing.T, c *consumer.Consumer, ok func(consumer.Stats) bool) consumer.Stats {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if s := c.Stats(); ok(s) || time.Now().After(deadline) {
+			return s
+		}
+	}
+}
+
 func (f fixture) appliedCount(t *testing.T) int {
 	t.Helper()
 	var n int
@@ -222,7 +234,7 @@ func TestPoisonEventsAreDeadLetteredAndProcessingContinues(t *testing.T) {
 		t.Errorf("dead letter kept value %q", dead[0].Value)
 	}
 	testenv.Eventually(t, 10*time.Second, "the good event applied", func() bool { return f.appliedCount(t) == 1 })
-	if s := c.Stats(); s.DeadLettered != 4 {
+	if s := countsWhen(t, c, func(s consumer.Stats) bool { return s.DeadLettered == 4 }); s.DeadLettered != 4 {
 		t.Fatalf("stats %+v, want 4 dead letters", s)
 	}
 }
@@ -269,7 +281,7 @@ func TestTransientFailuresRetryThenPark(t *testing.T) {
 		t.Fatalf("parked %+v, want o-broken after 3 attempts", parked)
 	}
 	// The second attempt follows the first at once, alone in a savepoint; only later ones wait a backoff.
-	if s := c.Stats(); s.Retries < 2 || s.DeadLettered != 0 || s.Parked != 1 {
+	if s := countsWhen(t, c, func(s consumer.Stats) bool { return s.Parked == 1 }); s.Retries < 2 || s.DeadLettered != 0 || s.Parked != 1 {
 		t.Fatalf("stats %+v, want at least 2 retries after a backoff, 1 parked, nothing dead-lettered", s)
 	}
 }
@@ -316,7 +328,7 @@ func TestAFailingHeldBackWriteIsItsHandlersFailure(t *testing.T) {
 		!strings.Contains(parked[0].Reason, "checked_v_check") {
 		t.Fatalf("parked %+v, want o-bad after 3 attempts, for its check constraint", parked)
 	}
-	if s := c.Stats(); s.DeadLettered != 0 || s.Handled != 3 {
+	if s := countsWhen(t, c, func(s consumer.Stats) bool { return s.Handled == 3 }); s.DeadLettered != 0 || s.Handled != 3 {
 		t.Fatalf("stats %+v, want 3 handled, 1 parked, nothing dead-lettered", s)
 	}
 }
@@ -481,7 +493,7 @@ func TestEventsWithoutAHandlerMoveTheOffsetOnly(t *testing.T) {
 	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM inbox`).Scan(&inbox); err != nil {
 		t.Fatal(err)
 	}
-	if s := c.Stats(); inbox != 1 || s.Applied != 6 || s.Ignored != 5 || s.Handled != 1 {
+	if s := countsWhen(t, c, func(s consumer.Stats) bool { return s.Applied == 6 }); inbox != 1 || s.Applied != 6 || s.Ignored != 5 || s.Handled != 1 {
 		t.Fatalf("inbox rows %d (want 1), stats %+v (want 6 applied, 5 ignored, 1 handled)", inbox, s)
 	}
 }
@@ -937,9 +949,7 @@ func TestUnhurriedEventsWaitForAnEventOnThePathToShareItsTransaction(t *testing.
 	if got["order.cancelled"] != 5 || txs != 2 {
 		t.Errorf("applied %v in %d transactions; want the 5 waiting events in the transaction of the event that came next (2 in all)", got, txs)
 	}
-	// The worker counts a batch once its commit has returned, a moment after the rows are visible.
-	testenv.Eventually(t, 10*time.Second, "all 8 events counted", func() bool { return c.Stats().Applied == 8 })
-	s := c.Stats()
+	s := countsWhen(t, c, func(s consumer.Stats) bool { return s.Applied == 8 })
 	if s.LingerJoined == 0 || s.LingerExpired != 0 {
 		t.Errorf("lingered batches: %d joined, %d expired; want the wait joined by the event on the path, none expired", s.LingerJoined, s.LingerExpired)
 	}
