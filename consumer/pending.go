@@ -12,7 +12,7 @@ import (
 
 // Pending is a BatchScope for a step that waits for several events of a key (a Join) and is decided from
 // what the database holds once they are all there. Its handlers record their event's part with writes
-// held back (postgres.Later) and call MayBeDue; just before the commit, Query reads, for every key the
+// held back (postgres.Later) and call MayBeDue, which RecordPart does for an upsert; just before the commit, Query reads, for every key the
 // batch marked, those that are complete and undecided, in one round trip, and Decide acts on each, in the
 // order the batch marked them, caused by the event that marked it last. Reading the row back after each
 // part (an upsert's RETURNING) took a round trip per event, inside the service's one transaction at a
@@ -91,6 +91,15 @@ func (p Pending[R]) Finish(ctx context.Context, tx pgx.Tx) error {
 		}
 	}
 	return nil
+}
+
+// RecordPart is a Pending handler's usual work: it holds back sql, which records ev's part of key (key is
+// its first argument, $1, then args), for the batch's next round trip, and marks key (MayBeDue).
+func RecordPart(ctx context.Context, tx pgx.Tx, ev Event, key, sql string, args ...any) error {
+	if _, err := postgres.Later(tx).Exec(ctx, sql, append([]any{key}, args...)...); err != nil {
+		return fmt.Errorf("record %s of %s: %w", ev.Type, key, err)
+	}
+	return MayBeDue(ctx, key, ev)
 }
 
 // errNoPending is what MayBeDue reports outside a batch of a Pending scope: a service that calls it must

@@ -77,13 +77,11 @@ func (k *kafkaFinals) run(ctx context.Context, deliver func(final)) error {
 }
 
 func (k *kafkaFinals) follow(ctx context.Context, partition int, from int64, deliver func(final)) error {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: k.brokers, Topic: k.topic, Partition: partition, MaxWait: 100 * time.Millisecond, MaxBytes: 10 << 20,
-	})
-	defer r.Close()
-	if err := r.SetOffset(from); err != nil {
-		return fmt.Errorf("read %s/%d from %d: %w", k.topic, partition, from, err)
+	r, err := readFrom(k.brokers, k.topic, partition, from)
+	if err != nil {
+		return err
 	}
+	defer r.Close()
 	for {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
@@ -100,4 +98,16 @@ func (k *kafkaFinals) follow(ctx context.Context, partition int, from int64, del
 			deliver(f)
 		}
 	}
+}
+
+// readFrom opens a reader of one partition of topic, without a consumer group, at offset from.
+func readFrom(brokers []string, topic string, partition int, from int64) (*kafka.Reader, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: brokers, Topic: topic, Partition: partition, MaxWait: 100 * time.Millisecond, MaxBytes: 10 << 20,
+	})
+	if err := r.SetOffset(from); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("read %s/%d from %d: %w", topic, partition, from, err)
+	}
+	return r, nil
 }

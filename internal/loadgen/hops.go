@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/choreo-dev/choreo/events"
 	"github.com/choreo-dev/choreo/internal/kafkaadmin"
 )
@@ -195,13 +193,11 @@ func readSent(ctx context.Context, brokers []string, from, to topicOffsets) ([]s
 
 // readRange reads offsets [start, end) of one partition.
 func readRange(ctx context.Context, brokers []string, topic string, partition int, start, end int64) ([]sentEvent, error) {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: brokers, Topic: topic, Partition: partition, MaxWait: 100 * time.Millisecond, MaxBytes: 10 << 20,
-	})
-	defer r.Close()
-	if err := r.SetOffset(start); err != nil {
-		return nil, fmt.Errorf("read %s/%d from %d: %w", topic, partition, start, err)
+	r, err := readFrom(brokers, topic, partition, start)
+	if err != nil {
+		return nil, err
 	}
+	defer r.Close()
 	var evs []sentEvent
 	for {
 		m, err := r.ReadMessage(ctx)

@@ -93,28 +93,19 @@ func (s *Service) Handlers(r *consumer.Router) {
 }
 
 func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.OrderPlaced) error {
-	return recordPart(ctx, tx, ev, p.OrderID, `INSERT INTO payments (order_id, customer_id, token, status) VALUES ($1, $2, $3, 'WAITING')
+	return consumer.RecordPart(ctx, tx, ev, p.OrderID, `INSERT INTO payments (order_id, customer_id, token, status) VALUES ($1, $2, $3, 'WAITING')
 		ON CONFLICT (order_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, token = EXCLUDED.token, updated_at = now()`,
 		p.CustomerID, p.PaymentToken)
 }
 
 func (s *Service) onReserved(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.StockReserved) error {
-	return recordPart(ctx, tx, ev, p.OrderID, `INSERT INTO payments (order_id, amount_cents, status) VALUES ($1, $2, 'WAITING')
+	return consumer.RecordPart(ctx, tx, ev, p.OrderID, `INSERT INTO payments (order_id, amount_cents, status) VALUES ($1, $2, 'WAITING')
 		ON CONFLICT (order_id) DO UPDATE SET amount_cents = EXCLUDED.amount_cents, updated_at = now()`, p.TotalCents)
 }
 
 func (s *Service) onApproved(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.CustomerApproved) error {
-	return recordPart(ctx, tx, ev, p.OrderID, `INSERT INTO payments (order_id, customer_approved, status) VALUES ($1, true, 'WAITING')
+	return consumer.RecordPart(ctx, tx, ev, p.OrderID, `INSERT INTO payments (order_id, customer_approved, status) VALUES ($1, true, 'WAITING')
 		ON CONFLICT (order_id) DO UPDATE SET customer_approved = true, updated_at = now()`)
-}
-
-// recordPart records one part of an order's payment with an upsert whose first argument is the order id,
-// held back for the batch's next round trip, and marks the order for decide.
-func recordPart(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID, sql string, args ...any) error {
-	if _, err := postgres.Later(tx).Exec(ctx, sql, append([]any{orderID}, args...)...); err != nil {
-		return fmt.Errorf("record %s of payment %s: %w", ev.Type, orderID, err)
-	}
-	return consumer.MayBeDue(ctx, orderID, ev)
 }
 
 // onCreditLimit keeps the customer's limit; a redelivered older limit does not replace a newer one.

@@ -91,22 +91,13 @@ type state struct {
 
 func (s *Service) onPlaced(ctx context.Context, tx pgx.Tx, ev consumer.Event, p events.OrderPlaced) error {
 	addr, _ := json.Marshal(p.ShippingAddress) // plain struct: cannot fail
-	return recordPart(ctx, tx, ev, p.OrderID, `INSERT INTO shipments (order_id, address, status) VALUES ($1, $2, 'WAITING')
+	return consumer.RecordPart(ctx, tx, ev, p.OrderID, `INSERT INTO shipments (order_id, address, status) VALUES ($1, $2, 'WAITING')
 		ON CONFLICT (order_id) DO UPDATE SET address = EXCLUDED.address, updated_at = now()`, addr)
 }
 
 func (s *Service) onAuthorized(ctx context.Context, tx pgx.Tx, ev consumer.Event) error {
-	return recordPart(ctx, tx, ev, ev.Subject, `INSERT INTO shipments (order_id, authorized, status) VALUES ($1, true, 'WAITING')
+	return consumer.RecordPart(ctx, tx, ev, ev.Subject, `INSERT INTO shipments (order_id, authorized, status) VALUES ($1, true, 'WAITING')
 		ON CONFLICT (order_id) DO UPDATE SET authorized = true, updated_at = now()`)
-}
-
-// recordPart records one part of an order's shipment with an upsert whose first argument is the order id,
-// held back for the batch's next round trip, and marks the order for decide.
-func recordPart(ctx context.Context, tx pgx.Tx, ev consumer.Event, orderID, sql string, args ...any) error {
-	if _, err := postgres.Later(tx).Exec(ctx, sql, append([]any{orderID}, args...)...); err != nil {
-		return fmt.Errorf("record %s of shipment %s: %w", ev.Type, orderID, err)
-	}
-	return consumer.MayBeDue(ctx, orderID, ev)
 }
 
 // completeSQL reads the shipments among $1 that have their address and payment and are still WAITING.

@@ -128,6 +128,7 @@ func TestLoadFallsBackToPolling(t *testing.T) {
 	h := start(t, baseConfig(t))
 	cfg := loadConfig(t, h, 8)
 	cfg.Brokers = []string{"127.0.0.1:1"} // nothing listens there
+	cfg.Hops = true                       // asked for, but there is no Kafka to read the events back from
 	r, err := loadgen.Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -136,4 +137,7 @@ func TestLoadFallsBackToPolling(t *testing.T) {
 		t.Fatalf("final events from %q, want polling", r.Source)
 	}
 	checkLoad(t, r, 8)
+	if r.Hops != nil {
+		t.Fatalf("a step breakdown without Kafka: %+v", r.Hops)
+	}
 }
