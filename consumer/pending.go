@@ -12,9 +12,10 @@ import (
 
 // Pending is a BatchScope for a step that waits for several events of a key (a Join) and is decided from
 // what the database holds once they are all there. Its handlers record their event's part with writes
-// held back (postgres.Later) and call MayBeDue, which RecordPart does for an upsert; just before the commit, Query reads, for every key the
-// batch marked, those that are complete and undecided, in one round trip, and Decide acts on each, in the
-// order the batch marked them, caused by the event that marked it last. Reading the row back after each
+// held back (postgres.Later) and call MayBeDue (RecordPart does both for an upsert); just before the
+// commit, Query reads, for every key the batch marked, those that are complete and undecided, in one
+// round trip, and Decide acts on each, in the order the batch marked them, caused by the event that
+// marked it last. Reading the row back after each
 // part (an upsert's RETURNING) took a round trip per event, inside the service's one transaction at a
 // time.
 //
